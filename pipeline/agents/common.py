@@ -1,0 +1,55 @@
+"""What every agent shares: topic handles, dead-lettering and clocks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.dead_letter import DeadLetter
+
+log = logging.getLogger("oodwatch.agents")
+
+#: Header the receiver stamps with its wall-clock receipt time (ns, ASCII digits).
+RECEIVED_HEADER = "oodwatch-received-ns"
+
+
+@dataclass(frozen=True)
+class Topics:
+    otlp_spans: Any
+    llm_events: Any
+    screenings: Any
+    escalations: Any
+    evidence: Any
+    dead_letters: Any
+
+
+async def dead_letter(topics: Topics, *, stage: str, reason: str, message: Any, payload: bytes) -> None:
+    """Keep the bad record with its reason on the dead-letter topic; the stream goes on."""
+    letter = DeadLetter.of(
+        stage=stage,
+        reason=reason,
+        topic=str(message.topic),
+        partition=int(message.partition),
+        offset=int(message.offset),
+        payload=payload,
+        failed_ns=time.time_ns(),
+    )
+    log.warning(
+        "dead letter",
+        extra={"stage": stage, "reason": reason, "topic": letter.source_topic, "offset": letter.source_offset},
+    )
+    await topics.dead_letters.send(key=letter.dead_letter_id.encode(), value=letter.model_dump_json().encode())
+
+
+def received_ns(message: Any) -> int:
+    """Receipt time from the receiver's header; records written by a Collector fall back to
+    the Kafka record timestamp (ms)."""
+    for key, value in message.headers or ():
+        if key == RECEIVED_HEADER:
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return int(message.timestamp * 1_000_000_000) if message.timestamp else time.time_ns()

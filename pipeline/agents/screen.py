@@ -1,0 +1,88 @@
+"""screen: tier 1 on every event, micro-batched, inference off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+from pydantic import ValidationError
+
+from detectors.base import Detector
+from detectors.text import screening_text
+from pipeline.agents.common import Topics, dead_letter, log
+from pipeline.policy import RoutingPolicy
+from schemas.events import LLMEvent
+from schemas.evidence import CategoryScore, Decision, Escalation, Screening
+
+STAGE = "screen"
+EXCERPT_CHARS = 280
+
+
+class Screener:
+    """The tier-1 hot path, built once per worker: detectors + policy over a batch."""
+
+    def __init__(self, detectors: Sequence[Detector], policy: RoutingPolicy) -> None:
+        self.detectors = list(detectors)
+        self.policy = policy
+        self.versions = {d.name: d.version for d in self.detectors}
+
+    def screen(self, events: Sequence[LLMEvent]) -> list[Screening]:
+        per_event: list[list[CategoryScore]] = [[] for _ in events]
+        for detector in self.detectors:
+            for scores, found in zip(per_event, detector.score(events), strict=True):
+                scores.extend(found)
+        screened_ns = time.time_ns()
+        screenings = []
+        for event, scores in zip(events, per_event, strict=True):
+            routing = self.policy.decide(scores)
+            screenings.append(
+                Screening(
+                    event_id=event.event_id,
+                    session_id=event.session_id,
+                    trace_id=event.trace_id,
+                    service=event.service,
+                    model=event.model,
+                    operation=event.operation,
+                    scores=tuple(scores),
+                    decision=routing.decision,
+                    severity=routing.severity,
+                    reasons=routing.reasons,
+                    policy_version=self.policy.version,
+                    detector_versions=self.versions,
+                    drill_id=event.drill_id,
+                    excerpt=screening_text(event, EXCERPT_CHARS),
+                    received_ns=event.received_ns,
+                    normalized_ns=event.normalized_ns,
+                    screened_ns=screened_ns,
+                )
+            )
+        return screenings
+
+
+async def screen_stream(
+    stream: Any, topics: Topics, screener: Screener, executor: Executor, *, batch_size: int, window_s: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    async for batch in stream.take_events(batch_size, within=window_s):
+        events: list[LLMEvent] = []
+        for event in batch:
+            try:
+                events.append(LLMEvent.model_validate_json(event.value))
+            except ValidationError as exc:
+                await dead_letter(
+                    topics, stage=STAGE, reason=f"not an LLMEvent: {exc.errors()[:3]}", message=event.message,
+                    payload=event.value or b"",
+                )
+        if not events:
+            continue
+        screenings = await loop.run_in_executor(executor, screener.screen, events)
+        for llm_event, screening in zip(events, screenings, strict=True):
+            key = screening.session_id.encode()
+            await topics.screenings.send(key=key, value=screening.model_dump_json().encode())
+            if screening.decision is Decision.ESCALATE:
+                escalation = Escalation(event=llm_event, screening=screening)
+                await topics.escalations.send(key=key, value=escalation.model_dump_json().encode())
+                log.info("escalated", extra={"event_id": screening.event_id, "session_id": screening.session_id})

@@ -1,0 +1,88 @@
+"""The Faust app factory. Nothing is created on import; `create_app` builds it from settings."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from pipeline.agents.common import Topics
+from pipeline.agents.investigate import investigate_stream
+from pipeline.agents.normalize import NormalizeCounters, normalize_stream
+from pipeline.agents.screen import Screener, screen_stream
+from pipeline.policy import RoutingPolicy
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COUNTER_LOG_INTERVAL_S = 30.0
+
+
+def build_screener(settings: Settings) -> Screener:
+    """Load tier-1 models once for this worker."""
+    from detectors.tier1_classifier import Tier1Classifier
+
+    return Screener([Tier1Classifier(settings.models_path)], RoutingPolicy())
+
+
+def create_app(settings: Settings, *, screener: Screener | None = None) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=2.0,
+        web_enabled=False,
+        value_serializer="raw",
+        key_serializer="raw",
+        producer_linger=0.005,
+    )
+    names = settings.topics
+
+    def topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
+
+    topics = Topics(
+        otlp_spans=topic(names.otlp_spans),
+        llm_events=topic(names.llm_events),
+        screenings=topic(names.screenings),
+        escalations=topic(names.escalations),
+        evidence=topic(names.evidence),
+        dead_letters=topic(names.dead_letters),
+    )
+    hot_path = screener or build_screener(settings)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
+    counters = NormalizeCounters()
+
+    @app.agent(topics.otlp_spans, name="normalize")
+    async def normalize(stream: Any) -> None:
+        await normalize_stream(stream, topics, counters)
+
+    @app.agent(topics.llm_events, name="screen")
+    async def screen(stream: Any) -> None:
+        await screen_stream(
+            stream,
+            topics,
+            hot_path,
+            executor,
+            batch_size=settings.screen_batch_size,
+            window_s=settings.screen_batch_window_s,
+        )
+
+    @app.agent(topics.escalations, name="investigate")
+    async def investigate(stream: Any) -> None:
+        await investigate_stream(stream, topics)
+
+    @app.timer(COUNTER_LOG_INTERVAL_S)
+    async def report_counters() -> None:
+        log.info(
+            "normalize counters: records=%d events=%d skipped_non_llm_spans=%d dead_letters=%d",
+            counters.records, counters.events, counters.skipped_spans, counters.dead_letters,
+        )
+
+    return app

@@ -1,0 +1,214 @@
+"""`oodwatch`: the command line. Every failure prints one line that says what to do."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import Settings
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.stack.run import wait_until_stopped
+    from pipeline.stack.supervisor import Stack
+
+    stack = Stack(settings, workers=args.workers, progress=lambda m: _say(f"  {m}"))
+    stack.start()
+    try:
+        _say(
+            f"oodwatch is up.\n  OTLP/HTTP   {settings.receiver_url}/v1/traces\n  Kafka       {settings.bootstrap}\n"
+            f"  triage API  {settings.api_url}/api/escalations (bearer token in {settings.token_file})\n"
+            f"  logs        {stack.log_dir}\nCtrl-C stops everything."
+        )
+        return wait_until_stopped(stack)
+    finally:
+        stack.stop()
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(settings, events=args.events, seed=args.seed, keep_running=args.keep_running, as_json=args.json)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.worker import run_worker
+
+    run_worker(settings, ready_file=Path(args.ready_file) if args.ready_file else None)
+    return 0
+
+
+def cmd_receiver(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.logs import configure
+    from pipeline.receiver import serve_receiver
+
+    configure()
+    return _serve(serve_receiver(settings))
+
+
+def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.logs import configure
+    from pipeline.store.server import serve_store
+
+    configure()
+    return _serve(serve_store(settings))
+
+
+def _serve(coro: Any) -> int:
+    import signal
+
+    async def main() -> None:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.build.tier1 import build_tier1
+    from detectors.tier1_classifier import MODEL_FILE
+
+    out = settings.models_path
+    if (out / MODEL_FILE).exists() and not args.force:
+        _say(f"models already built in {out} (use --force to rebuild)")
+        return 0
+    _say(f"building tier-1 classifier into {out} ...")
+    report = build_tier1(out)
+    test = report.meta["test"]
+    _say(
+        "  tier1 "
+        + ", ".join(f"{name}: AUC {m['auc']:.3f} TPR {m['tpr_at_threshold']:.3f} FPR {m['fpr_at_threshold']:.3f}" for name, m in test.items())
+        + f"; export agreement {report.meta['export_agreement']:.4f}"
+    )
+    return 0
+
+
+def cmd_models_card(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.tier1_classifier import META_FILE
+
+    path = settings.models_path / META_FILE
+    if not path.exists():
+        _say(f"no model card at {path}: run `oodwatch models build`")
+        return 2
+    meta = json.loads(path.read_text())
+    print(json.dumps({"tier1": meta}, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.bench import bench_stage
+
+    result = bench_stage(settings, args.stage, batch_size=args.batch_size, seconds=args.seconds)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_queue_list(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.client import TriageClient
+
+    client = TriageClient.from_settings(settings)
+    rows = client.escalations(limit=args.limit, state=args.state)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    print(f"{'severity':<9} {'score':>6}  {'service':<18} {'categories':<22} {'created':<27} bundle")
+    for row in rows:
+        print(
+            f"{row['severity']:<9} {row['max_score']:>6.3f}  {row['service'][:18]:<18} "
+            f"{','.join(row['categories'])[:22]:<22} {str(row['created_at'])[:26]:<27} {row['bundle_id']}"
+        )
+    return 0
+
+
+def cmd_queue_show(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.client import TriageClient
+
+    print(json.dumps(TriageClient.from_settings(settings).bundle(args.bundle_id), indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oodwatch", description="Streaming safety monitor for LLM traffic.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the embedded stack in the foreground")
+    up.add_argument("--workers", type=int, default=None, help="Faust worker processes (default: OODWATCH_WORKERS)")
+    up.set_defaults(func=cmd_up)
+
+    demo = sub.add_parser("demo", help="stack + realistic traffic + summary")
+    demo.add_argument("--events", type=int, default=500, help="LLM events to send")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
+    demo.set_defaults(func=cmd_demo)
+
+    worker = sub.add_parser("worker", help="one Faust worker (normalize, screen, investigate)")
+    worker.add_argument("--ready-file", default=None, help="touched when the worker has its partitions")
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("receiver", help="the OTLP/HTTP receiver").set_defaults(func=cmd_receiver)
+    sub.add_parser("store", help="the store process: sink + triage API").set_defaults(func=cmd_store)
+
+    models = sub.add_parser("models", help="build or describe the models").add_subparsers(dest="models_command", required=True)
+    build = models.add_parser("build", help="train and export the models into the model dir")
+    build.add_argument("--force", action="store_true", help="rebuild even if present")
+    build.set_defaults(func=cmd_models_build)
+    card = models.add_parser("card", help="print the model card")
+    card.add_argument("--json", action="store_true")
+    card.set_defaults(func=cmd_models_card)
+
+    bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
+    bench.add_argument("--stage", choices=["tier1"], default="tier1")
+    bench.add_argument("--batch-size", type=int, default=256)
+    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+
+    queue = sub.add_parser("queue", help="the escalation queue").add_subparsers(dest="queue_command", required=True)
+    listing = queue.add_parser("list", help="open escalations, most severe first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--state", default="open")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_queue_list)
+    show = queue.add_parser("show", help="one evidence bundle")
+    show.add_argument("bundle_id")
+    show.set_defaults(func=cmd_queue_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from pipeline.stack.broker import LaunchError
+    from pipeline.store.clickhouse import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return int(args.func(settings, args))
+    except ValidationError as exc:
+        _say(f"oodwatch: invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']} (check OODWATCH_* variables)")
+    except (LaunchError, StoreError, FileNotFoundError) as exc:
+        _say(f"oodwatch: {exc}")
+    except KeyboardInterrupt:
+        _say("oodwatch: interrupted")
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Send synthetic sessions through the real ingest path: the OpenTelemetry SDK's own
+OTLP/HTTP exporter, pointed at the receiver."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import context, trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from pipeline.traffic import Session, SpanSpec
+
+_KINDS = {k.name: k for k in trace.SpanKind}
+
+
+def otlp_http_processor(endpoint: str, *, max_queue: int = 100_000) -> SpanProcessor:
+    return BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=30),
+        max_queue_size=max_queue,
+        max_export_batch_size=256,
+        schedule_delay_millis=50,
+    )
+
+
+def sessions_to_request(sessions: Iterable[Session], extra_attributes: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+    """The exact ExportTraceServiceRequest the SDK exporter would send (and a Collector would
+    write to Kafka), built without a network."""
+    memory = InMemorySpanExporter()
+    emitter = SessionEmitter(processor=lambda: SimpleSpanProcessor(memory))
+    emitter.emit(sessions, extra_attributes)
+    request: ExportTraceServiceRequest = encode_spans(memory.get_finished_spans())
+    emitter.shutdown()
+    return request
+
+
+class SessionEmitter:
+    """One tracer provider per service (service.name is a resource attribute).
+
+    `processor` makes the span processor for a provider: by default a batch processor
+    with the SDK's OTLP/HTTP exporter, as an instrumented app would have.
+    """
+
+    def __init__(self, endpoint: str = "", *, processor: Callable[[], SpanProcessor] | None = None) -> None:
+        self._make_processor = processor or (lambda: otlp_http_processor(endpoint))
+        self._providers: dict[str, TracerProvider] = {}
+        self.spans = 0
+
+    def _tracer(self, service: str) -> Any:
+        provider = self._providers.get(service)
+        if provider is None:
+            provider = TracerProvider(resource=Resource.create({"service.name": service}))
+            provider.add_span_processor(self._make_processor())
+            self._providers[service] = provider
+        return provider.get_tracer("oodwatch.traffic")
+
+    def emit(self, sessions: Iterable[Session], extra_attributes: dict[str, Any] | None = None) -> None:
+        for session in sessions:
+            tracer = self._tracer(session.service)
+            for root in session.roots:
+                self._span(tracer, root, extra_attributes or {}, time.time_ns())
+
+    def _span(self, tracer: Any, spec: SpanSpec, extra: dict[str, Any], start_ns: int) -> int:
+        span = tracer.start_span(spec.name, kind=_KINDS[spec.kind], attributes={**spec.attributes, **extra}, start_time=start_ns)
+        self.spans += 1
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            end_ns = start_ns + 1_000_000
+            for child in spec.children:
+                end_ns = self._span(tracer, child, extra, end_ns) + 100_000
+        finally:
+            context.detach(token)
+        span.end(end_time=end_ns + 5_000_000)
+        return end_ns + 5_000_000
+
+    def flush(self, timeout_s: float = 60.0) -> bool:
+        return all(p.force_flush(int(timeout_s * 1000)) for p in self._providers.values())
+
+    def shutdown(self) -> None:
+        for provider in self._providers.values():
+            provider.shutdown()

@@ -1,0 +1,216 @@
+"""The embedded stack: broker, store, workers and receiver as child processes on 127.0.0.1.
+
+Started in dependency order, each waited for until it is ready; stopped in reverse order
+by PID (never by name). Every failure is one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from pipeline.settings import Settings
+from pipeline.stack.broker import LaunchError, broker_command
+from pipeline.stack.topics import ensure_topics
+from pipeline.store.auth import api_token
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes] = field(repr=False)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """Children get the resolved settings explicitly, so they agree with the supervisor."""
+    env = dict(os.environ)
+    env.update(
+        OODWATCH_DATA_DIR=str(settings.data_dir.resolve()),
+        OODWATCH_KAFKA_BOOTSTRAP=settings.bootstrap,
+        OODWATCH_CLICKHOUSE_DSN=settings.store_dsn,
+        OODWATCH_MODEL_DIR=str(settings.models_path),
+        OODWATCH_HOST=settings.host,
+        OODWATCH_RECEIVER_PORT=str(settings.receiver_port),
+        OODWATCH_API_PORT=str(settings.api_port),
+        OODWATCH_TOPIC_PARTITIONS=str(settings.topic_partitions),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def check_port_free(host: str, port: int, what: str, env_var: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LaunchError(
+                    f"port {port} ({what}) on {host} is in use: stop what holds it or set {env_var} to a free port"
+                ) from None
+            raise
+
+
+def wait_tcp(host: str, port: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class Stack:
+    def __init__(self, settings: Settings, *, workers: int | None = None, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self.workers = workers or settings.workers
+        self.progress = progress or (lambda _: None)
+        self.children: list[Child] = []
+        self.data_dir = settings.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.run_dir = self.data_dir / "run"
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._preflight()
+        api_token(s, create=True)
+        try:
+            if s.embedded:
+                command = broker_command(s.embedded_broker, s.host, s.broker_port, self.data_dir)
+                self.progress(f"starting broker ({command.name}) on {s.bootstrap}")
+                broker = self._spawn("broker", command.argv)
+                self._wait(broker, lambda: wait_tcp(s.host, s.broker_port, 0.5), f"broker on port {s.broker_port}")
+            self.progress("creating topics")
+            ensure_topics(s)
+            self.progress("starting store (sink + triage API)")
+            store = self._spawn("store", self._oodwatch("store"))
+            self._wait(store, lambda: http_ok(f"{s.api_url}/readyz"), f"store on {s.api_url}")
+            ready_files = []
+            for index in range(self.workers):
+                ready = self.run_dir / f"worker-{index}.ready"
+                ready.unlink(missing_ok=True)
+                ready_files.append(ready)
+                self.progress(f"starting worker {index + 1}/{self.workers}")
+                self._spawn(f"worker-{index}", self._oodwatch("worker", "--ready-file", str(ready)))
+            self.progress("starting OTLP receiver")
+            receiver = self._spawn("receiver", self._oodwatch("receiver"))
+            self._wait(receiver, lambda: http_ok(f"{s.receiver_url}/healthz"), f"receiver on {s.receiver_url}")
+            for index, ready in enumerate(ready_files):
+                worker = self._child(f"worker-{index}")
+                self._wait(worker, ready.exists, f"worker {index} joined its consumer group")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Reverse order, by PID: SIGTERM, then SIGKILL after a grace period."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                try:
+                    child.process.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in reversed(self.children):
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+            child.log_file.close()
+        self.children.clear()
+
+    def failed(self) -> Child | None:
+        """The first child that has exited, if any (a running stack has none)."""
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        s = self.settings
+        if s.embedded:
+            check_port_free(s.host, s.broker_port, "embedded broker", "OODWATCH_BROKER_PORT")
+        check_port_free(s.host, s.api_port, "triage API", "OODWATCH_API_PORT")
+        check_port_free(s.host, s.receiver_port, "OTLP receiver", "OODWATCH_RECEIVER_PORT")
+        from detectors.tier1_classifier import MODEL_FILE
+
+        if not (s.models_path / MODEL_FILE).exists():
+            raise LaunchError(f"no models in {s.models_path}: run `oodwatch models build` (or `make setup`)")
+
+    def _oodwatch(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pipeline.cli", *args]
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        log_path = self.log_dir / f"{name}.log"
+        log_file = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            process = subprocess.Popen(
+                argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=child_env(self.settings), start_new_session=True,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            log_file.close()
+            raise LaunchError(f"cannot start {name}: {exc.filename} not found: run `make setup`") from exc
+        child = Child(name, process, log_path, log_file)
+        self.children.append(child)
+        return child
+
+    def _child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def _wait(self, child: Child, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ready():
+            if child.process.poll() is not None:
+                raise LaunchError(
+                    f"{child.name} exited with status {child.process.returncode} before {what}; "
+                    f"see {child.log_path}:\n{child.tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise LaunchError(f"timed out after {READY_TIMEOUT_S:.0f}s waiting for {what}; see {child.log_path}")
+            time.sleep(0.1)

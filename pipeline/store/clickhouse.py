@@ -1,0 +1,257 @@
+"""ClickHouse access: migrations, idempotent batched inserts and the triage reads.
+
+The DSN picks the engine: `chdb:///path` (embedded, one process only) or
+`http(s)://host:8123` (a server). Every value goes in as a bound parameter or
+through the insert API, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from schemas.dead_letter import DeadLetter
+from schemas.evidence import EvidenceBundle, Screening
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+
+SCREENING_COLUMNS = [
+    "event_id", "session_id", "trace_id", "service", "model", "operation", "decision", "severity",
+    "max_score", "scores", "thresholds", "reasons", "policy_version", "detector_versions", "drill_id",
+    "excerpt", "received_at", "normalized_at", "screened_at", "stored_at",
+]  # fmt: skip
+BUNDLE_COLUMNS = [
+    "bundle_id", "session_id", "trace_id", "service", "model", "severity", "severity_rank", "categories",
+    "max_score", "queue_state", "judge_status", "policy_version", "drill_id", "bundle", "created_at",
+    "stored_at", "revision",
+]  # fmt: skip
+DEAD_LETTER_COLUMNS = [
+    "dead_letter_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
+    "payload_b64", "payload_bytes", "failed_at", "stored_at",
+]  # fmt: skip
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class InsertCounts:
+    screenings: int = 0
+    bundles: int = 0
+    dead_letters: int = 0
+
+
+def connect(dsn: str) -> Any:
+    import clickhouse_connect
+
+    if dsn.startswith("chdb://"):
+        path = dsn.removeprefix("chdb://")
+        from pathlib import Path
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+    try:
+        return clickhouse_connect.get_client(dsn=dsn)
+    except Exception as exc:  # the driver raises many kinds; all mean "cannot open"
+        hint = (
+            " (another process holds this chdb store: stop it, or point OODWATCH_CLICKHOUSE_DSN elsewhere)"
+            if "lock" in str(exc).lower()
+            else ""
+        )
+        raise StoreError(f"cannot open ClickHouse store {dsn!r}: {exc}{hint}") from exc
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every DDL file shipped in schemas/clickhouse, in order."""
+    found = []
+    for entry in resources.files("schemas").joinpath("clickhouse").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(found)
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class Store:
+    """One client, serialised by a lock: chdb wants one opener, and the server client is not
+    safe for concurrent queries on one session."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, dsn: str) -> Store:
+        store = cls(connect(dsn))
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+    # -- schema ---------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply every migration newer than the recorded version; returns the version now applied."""
+        with self._lock:
+            self._client.command(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+                "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+            )
+            applied = int(self._client.command("SELECT max(version) FROM schema_migrations") or 0)
+            for version, name, sql in migrations():
+                if version <= applied:
+                    continue
+                for statement in _statements(sql):
+                    self._client.command(statement)
+                self._client.insert("schema_migrations", [[version, name]], column_names=["version", "name"])
+                log.info("applied store migration %s", name)
+                applied = version
+            return applied
+
+    # -- writes ---------------------------------------------------------------------
+
+    def insert_screenings(self, screenings: Sequence[Screening], stored_ns: int) -> int:
+        fresh = self._unseen("screenings", "event_id", {s.event_id: s for s in screenings})
+        rows = [_screening_row(s, stored_ns) for s in fresh]
+        self._insert("screenings", rows, SCREENING_COLUMNS)
+        return len(rows)
+
+    def insert_bundles(self, bundles: Sequence[EvidenceBundle], stored_ns: int) -> int:
+        fresh = self._unseen("evidence_bundles", "bundle_id", {b.bundle_id: b for b in bundles})
+        rows = [_bundle_row(b, stored_ns) for b in fresh]
+        self._insert("evidence_bundles", rows, BUNDLE_COLUMNS)
+        return len(rows)
+
+    def insert_dead_letters(self, letters: Sequence[DeadLetter], stored_ns: int) -> int:
+        fresh = self._unseen("dead_letters", "dead_letter_id", {d.dead_letter_id: d for d in letters})
+        rows = [
+            [d.dead_letter_id, d.stage, d.reason, d.source_topic, d.source_partition, d.source_offset,
+             d.payload_b64, d.payload_bytes, _ns(d.failed_ns), _ns(stored_ns)]
+            for d in fresh
+        ]  # fmt: skip
+        self._insert("dead_letters", rows, DEAD_LETTER_COLUMNS)
+        return len(rows)
+
+    def _unseen(self, table: str, key: str, by_id: dict[str, Any]) -> list[Any]:
+        """Drop records already stored (a replay after a crash re-delivers a whole batch)."""
+        if not by_id:
+            return []
+        with self._lock:
+            seen = self._client.query(
+                f"SELECT {key} FROM {table} WHERE {key} IN {{ids:Array(String)}}",
+                parameters={"ids": list(by_id)},
+            ).result_rows
+        for (ident,) in seen:
+            by_id.pop(ident, None)
+        return list(by_id.values())
+
+    def _insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        if rows:
+            with self._lock:
+                self._client.insert(table, rows, column_names=columns)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._client.query(sql, parameters=parameters or {})
+        return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def queue(self, *, limit: int = 50, state: str = "open") -> list[dict[str, Any]]:
+        """Open escalations ranked by severity, then age (oldest first)."""
+        return self.query(
+            "SELECT bundle_id, session_id, service, model, severity, categories, max_score, queue_state, "
+            "judge_status, drill_id, created_at FROM evidence_bundles FINAL "
+            "WHERE queue_state = {state:String} ORDER BY severity_rank DESC, created_at ASC LIMIT {limit:UInt32}",
+            {"state": state, "limit": limit},
+        )
+
+    def bundle(self, bundle_id: str) -> dict[str, Any] | None:
+        rows = self.query(
+            "SELECT bundle, queue_state FROM evidence_bundles FINAL WHERE bundle_id = {id:String} LIMIT 1",
+            {"id": bundle_id},
+        )
+        if not rows:
+            return None
+        bundle: dict[str, Any] = json.loads(rows[0]["bundle"])
+        bundle["queue_state"] = rows[0]["queue_state"]
+        return bundle
+
+    def stats(self) -> dict[str, Any]:
+        screened = self.query(
+            "SELECT count() AS screenings, countIf(decision = 'escalate') AS escalated, "
+            "quantiles(0.5, 0.95, 0.99)(dateDiff('microsecond', received_at, stored_at) / 1000.0) AS e2e_ms "
+            "FROM screenings FINAL"
+        )[0]
+        bundles = self.query("SELECT count() AS n FROM evidence_bundles FINAL")[0]["n"]
+        dead = self.query("SELECT count() AS n FROM dead_letters FINAL")[0]["n"]
+        quantiles = [float(q) for q in screened["e2e_ms"]] if screened["screenings"] else [0.0, 0.0, 0.0]
+        return {
+            "screenings": int(screened["screenings"]),
+            "escalated": int(screened["escalated"]),
+            "evidence_bundles": int(bundles),
+            "dead_letters": int(dead),
+            "e2e_p50_ms": round(quantiles[0], 2),
+            "e2e_p95_ms": round(quantiles[1], 2),
+            "e2e_p99_ms": round(quantiles[2], 2),
+        }
+
+    def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT dead_letter_id, stage, reason, source_topic, source_partition, source_offset, payload_bytes, "
+            "failed_at FROM dead_letters FINAL ORDER BY failed_at DESC LIMIT {limit:UInt32}",
+            {"limit": limit},
+        )
+
+
+def _ns(value: int) -> int:
+    """DateTime64(9) columns take integer nanoseconds."""
+    return int(value)
+
+
+def _screening_row(s: Screening, stored_ns: int) -> list[Any]:
+    return [
+        s.event_id, s.session_id, s.trace_id, s.service, s.model or "", s.operation, s.decision.value,
+        s.severity.value if s.severity else "", s.max_score, {c.category: c.score for c in s.scores},
+        {c.category: c.threshold for c in s.scores}, list(s.reasons), s.policy_version,
+        dict(s.detector_versions), s.drill_id or "", s.excerpt, _ns(s.received_ns), _ns(s.normalized_ns),
+        _ns(s.screened_ns), _ns(stored_ns),
+    ]  # fmt: skip
+
+
+def _bundle_row(b: EvidenceBundle, stored_ns: int) -> list[Any]:
+    return [
+        b.bundle_id, b.session_id, b.trace_ids[0] if b.trace_ids else "", b.service, b.model or "",
+        b.severity.value, b.severity.rank, list(b.categories), b.max_score, b.queue_state, b.judge_status,
+        b.policy_version, b.drill_id or "", b.model_dump_json(), _ns(b.created_ns), _ns(stored_ns), 1,
+    ]  # fmt: skip
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

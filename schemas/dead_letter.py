@@ -1,0 +1,42 @@
+"""A record a stage could not process, kept with the reason instead of being lost."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from pydantic import BaseModel, ConfigDict
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dead_letter_id: str
+    stage: str
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    payload_b64: str
+    payload_bytes: int
+    failed_ns: int
+
+    @classmethod
+    def of(
+        cls, *, stage: str, reason: str, topic: str, partition: int, offset: int, payload: bytes, failed_ns: int
+    ) -> DeadLetter:
+        """Id from the source position, so a replayed bad record is one dead letter, not two."""
+        ident = hashlib.blake2b(f"{topic}:{partition}:{offset}:{stage}".encode(), digest_size=16).hexdigest()
+        return cls(
+            dead_letter_id=ident,
+            stage=stage,
+            reason=reason[:2000],
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            payload_b64=base64.b64encode(payload[:MAX_PAYLOAD_BYTES]).decode(),
+            payload_bytes=len(payload),
+            failed_ns=failed_ns,
+        )

@@ -1,0 +1,126 @@
+"""What the pipeline says about events: screenings, escalations and evidence bundles.
+
+One risk scale for every tier: a calibrated score in 0..1 per category, kept beside the
+threshold that produced the decision, so the queue can rank across detectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import LLMEvent
+
+
+class Severity(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
+
+
+class Decision(StrEnum):
+    PASS = "pass"
+    ESCALATE = "escalate"
+
+
+class CategoryScore(BaseModel):
+    """A detector's calibrated score for one category, with the threshold it was judged by."""
+
+    model_config = ConfigDict(frozen=True)
+
+    category: str
+    score: float
+    threshold: float
+    detector: str
+
+    @property
+    def flagged(self) -> bool:
+        return self.score >= self.threshold
+
+
+class Screening(BaseModel):
+    """Tier-1 result for one event. Emitted for every event, so it stays small."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    session_id: str
+    trace_id: str
+    service: str
+    model: str | None
+    operation: str
+    scores: tuple[CategoryScore, ...]
+    decision: Decision
+    severity: Severity | None = None
+    reasons: tuple[str, ...] = ()
+    policy_version: str
+    detector_versions: dict[str, str] = Field(default_factory=dict)
+    drill_id: str | None = None
+    excerpt: str = ""
+    received_ns: int
+    normalized_ns: int
+    screened_ns: int
+
+    @property
+    def max_score(self) -> float:
+        return max((s.score for s in self.scores), default=0.0)
+
+
+class Escalation(BaseModel):
+    """An event that tier 1 routed onward, with the screening that routed it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event: LLMEvent
+    screening: Screening
+
+
+class Hop(BaseModel):
+    """One stage's wall-clock stamp, so per-hop latency is measured server side."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    at_ns: int
+    note: str = ""
+
+
+class EvidenceBundle(BaseModel):
+    """Everything a reviewer needs to decide on one escalation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bundle_id: str
+    session_id: str
+    trace_ids: tuple[str, ...]
+    service: str
+    model: str | None
+    severity: Severity
+    categories: tuple[str, ...]
+    max_score: float
+    events: tuple[LLMEvent, ...]
+    screenings: tuple[Screening, ...]
+    judge_status: str = "unjudged"
+    judge_verdict: str | None = None
+    judge_rationale: str | None = None
+    hops: tuple[Hop, ...]
+    policy_version: str
+    detector_versions: dict[str, str] = Field(default_factory=dict)
+    drill_id: str | None = None
+    queue_state: str = "open"
+    created_ns: int
+
+
+def bundle_id_for(event_id: str) -> str:
+    """Derived from the escalating event, so a replayed escalation maps to the same bundle."""
+    return hashlib.blake2b(f"bundle:{event_id}".encode(), digest_size=16).hexdigest()
