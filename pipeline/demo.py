@@ -62,6 +62,7 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         "e2e_p50_ms": stats["e2e_p50_ms"],
         "e2e_p95_ms": stats["e2e_p95_ms"],
         "e2e_p99_ms": stats["e2e_p99_ms"],
+        "hops_p50_p99_ms": stats["hops_p50_p99_ms"],
         "exporter_flushed": flushed,
         "wall_s": round(time.monotonic() - started, 2),
     }
@@ -109,6 +110,7 @@ def print_summary(summary: dict[str, Any], client: TriageClient) -> None:
         ("attack sessions escalated", f"{summary['attack_sessions_escalated']}/{summary['attack_sessions']}"),
         ("benign sessions escalated", summary["benign_sessions_escalated"]),
         ("receipt -> stored p50 / p95 / p99 ms", f"{summary['e2e_p50_ms']} / {summary['e2e_p95_ms']} / {summary['e2e_p99_ms']}"),
+        *((f"  hop {hop} p50 / p99 ms", f"{p50} / {p99}") for hop, (p50, p99) in summary["hops_p50_p99_ms"].items()),
         ("wall time s", summary["wall_s"]),
     ]
     width = max(len(name) for name, _ in rows)

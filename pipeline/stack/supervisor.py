@@ -64,6 +64,8 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 def check_port_free(host: str, port: int, what: str, env_var: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Servers bind with SO_REUSEADDR, so only a live listener (not TIME_WAIT) blocks them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

@@ -195,20 +195,29 @@ class Store:
     def stats(self) -> dict[str, Any]:
         screened = self.query(
             "SELECT count() AS screenings, countIf(decision = 'escalate') AS escalated, "
-            "quantiles(0.5, 0.95, 0.99)(dateDiff('microsecond', received_at, stored_at) / 1000.0) AS e2e_ms "
+            "quantiles(0.5, 0.95, 0.99)(dateDiff('microsecond', received_at, stored_at) / 1000.0) AS e2e_ms, "
+            "quantiles(0.5, 0.99)(dateDiff('microsecond', received_at, normalized_at) / 1000.0) AS normalize_ms, "
+            "quantiles(0.5, 0.99)(dateDiff('microsecond', normalized_at, screened_at) / 1000.0) AS screen_ms, "
+            "quantiles(0.5, 0.99)(dateDiff('microsecond', screened_at, stored_at) / 1000.0) AS store_ms "
             "FROM screenings FINAL"
         )[0]
         bundles = self.query("SELECT count() AS n FROM evidence_bundles FINAL")[0]["n"]
         dead = self.query("SELECT count() AS n FROM dead_letters FINAL")[0]["n"]
-        quantiles = [float(q) for q in screened["e2e_ms"]] if screened["screenings"] else [0.0, 0.0, 0.0]
+        empty = not screened["screenings"]
+
+        def ms(column: str) -> list[float]:
+            return [0.0 if empty else round(float(q), 2) for q in screened[column]]
+
+        quantiles = ms("e2e_ms")
         return {
             "screenings": int(screened["screenings"]),
             "escalated": int(screened["escalated"]),
             "evidence_bundles": int(bundles),
             "dead_letters": int(dead),
-            "e2e_p50_ms": round(quantiles[0], 2),
-            "e2e_p95_ms": round(quantiles[1], 2),
-            "e2e_p99_ms": round(quantiles[2], 2),
+            "e2e_p50_ms": quantiles[0],
+            "e2e_p95_ms": quantiles[1],
+            "e2e_p99_ms": quantiles[2],
+            "hops_p50_p99_ms": {hop: ms(f"{hop}_ms") for hop in ("normalize", "screen", "store")},
         }
 
     def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
