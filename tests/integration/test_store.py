@@ -1,0 +1,97 @@
+import time
+
+import pytest
+
+from pipeline.agents.investigate import assemble_bundle
+from pipeline.agents.screen import Screener
+from pipeline.policy import RoutingPolicy
+from pipeline.store.clickhouse import Store, migrations
+from schemas.events import LLMEvent, Message
+from schemas.evidence import CategoryScore, Escalation
+
+
+class FixedDetector:
+    name = "fixed"
+    version = "1"
+
+    def __init__(self, value):
+        self.value = value
+
+    def score(self, events):
+        return [(CategoryScore(category="injection", score=self.value, threshold=0.5, detector="fixed"),) for _ in events]
+
+
+def event(n, text="hello"):
+    now = time.time_ns()
+    return LLMEvent(
+        event_id=f"ev-{n}", trace_id=f"t{n}", span_id="s", session_id=f"sess-{n}", service="svc", operation="chat",
+        input_messages=(Message(role="user", content=text),), received_ns=now - 2_000_000, normalized_ns=now,
+    )  # fmt: skip
+
+
+def bundle_for(n, value):
+    ev = event(n)
+    [screening] = Screener([FixedDetector(value)], RoutingPolicy()).screen([ev])
+    return assemble_bundle(Escalation(event=ev, screening=screening), time.time_ns() + n)
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = Store.open(f"chdb://{tmp_path / 'store'}")
+    yield opened
+    opened.close()
+
+
+def test_migrations_apply_once_and_record_their_version(store):
+    latest = migrations()[-1][0]
+    assert store.migrate() == latest
+    assert store.migrate() == latest
+    assert store.query("SELECT count() AS n FROM schema_migrations")[0]["n"] == len(migrations())
+
+
+def test_same_batch_twice_stores_one_set_of_rows(store):
+    screenings = Screener([FixedDetector(0.1)], RoutingPolicy()).screen([event(i) for i in range(50)])
+    bundles = [bundle_for(i, 0.9) for i in range(5)]
+    assert store.insert_screenings(screenings, time.time_ns()) == 50
+    assert store.insert_bundles(bundles, time.time_ns()) == 5
+    assert store.insert_screenings(screenings + screenings[:3], time.time_ns()) == 0
+    assert store.insert_bundles(bundles, time.time_ns()) == 0
+    raw = store.query("SELECT (SELECT count() FROM screenings) AS s, (SELECT count() FROM evidence_bundles) AS b")[0]
+    assert (raw["s"], raw["b"]) == (50, 5)  # not only after FINAL: no duplicate rows at all
+    stats = store.stats()
+    assert (stats["screenings"], stats["evidence_bundles"]) == (50, 5)
+    assert 1.0 <= stats["e2e_p50_ms"] < 60_000
+
+
+def test_queue_ranks_by_severity_then_age_and_reads_bundles_back(store):
+    medium_old, high_new, medium_new = bundle_for(1, 0.6), bundle_for(2, 0.99), bundle_for(3, 0.7)
+    store.insert_bundles([medium_new, high_new, medium_old], time.time_ns())
+    queue = store.queue()
+    assert [row["bundle_id"] for row in queue] == [high_new.bundle_id, medium_old.bundle_id, medium_new.bundle_id]
+    bundle = store.bundle(high_new.bundle_id)
+    assert bundle is not None and bundle["events"][0]["input_messages"][0]["content"] == "hello"
+    assert bundle["policy_version"] == "v0" and bundle["hops"][0]["stage"] == "received"
+
+
+def test_hostile_ids_are_bound_not_interpolated(store):
+    store.insert_bundles([bundle_for(1, 0.9)], time.time_ns())
+    assert store.bundle("x' OR 1=1 --") is None
+    assert store.bundle("'; DROP TABLE evidence_bundles; --") is None
+    assert len(store.queue()) == 1
+
+
+def test_second_opener_of_a_chdb_store_gets_a_clear_error(tmp_path):
+    path = tmp_path / "locked"
+    first = Store.open(f"chdb://{path}")
+    try:
+        import subprocess
+        import sys
+
+        code = (
+            "from pipeline.store.clickhouse import Store, StoreError\n"
+            f"try:\n    Store.open('chdb://{path}')\nexcept StoreError as e:\n    print('STORE-ERROR', e)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert "STORE-ERROR" in out.stdout, out.stdout + out.stderr
+    finally:
+        first.close()

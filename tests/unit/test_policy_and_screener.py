@@ -1,0 +1,65 @@
+from schemas.dead_letter import DeadLetter
+from schemas.events import LLMEvent, Message
+from schemas.evidence import CategoryScore, Decision, Escalation, Severity, bundle_id_for
+
+from pipeline.agents.investigate import assemble_bundle
+from pipeline.agents.screen import Screener
+from pipeline.policy import RoutingPolicy
+
+
+def score(value, threshold=0.5):
+    return CategoryScore(category="injection", score=value, threshold=threshold, detector="d")
+
+
+def test_policy_passes_below_threshold_and_ranks_severity_above():
+    policy = RoutingPolicy()
+    assert policy.decide([score(0.49)]).decision is Decision.PASS
+    medium = policy.decide([score(0.6)])
+    assert (medium.decision, medium.severity) == (Decision.ESCALATE, Severity.MEDIUM)
+    assert "0.600 >= 0.500" in medium.reasons[0]
+    assert policy.decide([score(0.99)]).severity is Severity.HIGH
+
+
+class FixedDetector:
+    """Unit tier: a detector with known scores, to test the screener's plumbing."""
+
+    name = "fixed"
+    version = "1"
+
+    def __init__(self, values):
+        self.values = values
+
+    def score(self, events):
+        return [(score(v),) for v in self.values[: len(events)]]
+
+
+def event(n, text="hi"):
+    return LLMEvent(
+        event_id=f"e{n}", trace_id="t", span_id=f"s{n}", session_id="sess", operation="chat",
+        input_messages=(Message(role="user", content=text),), received_ns=1, normalized_ns=2, drill_id="d1",
+    )  # fmt: skip
+
+
+def test_screener_emits_one_screening_per_event_in_order():
+    screenings = Screener([FixedDetector([0.1, 0.9])], RoutingPolicy()).screen([event(1), event(2, "attack")])
+    assert [s.event_id for s in screenings] == ["e1", "e2"]
+    assert [s.decision for s in screenings] == [Decision.PASS, Decision.ESCALATE]
+    assert screenings[1].detector_versions == {"fixed": "1"}
+    assert screenings[1].excerpt == "attack" and screenings[1].drill_id == "d1"
+    assert screenings[0].screened_ns >= screenings[0].normalized_ns
+
+
+def test_bundle_is_keyed_by_the_escalating_event_and_keeps_hops():
+    [screening] = Screener([FixedDetector([0.97])], RoutingPolicy()).screen([event(5)])
+    bundle = assemble_bundle(Escalation(event=event(5), screening=screening), investigated_ns=99)
+    assert bundle.bundle_id == bundle_id_for("e5") == assemble_bundle(Escalation(event=event(5), screening=screening), 100).bundle_id
+    assert [h.stage for h in bundle.hops] == ["received", "normalized", "screened", "investigated"]
+    assert bundle.severity is Severity.HIGH and bundle.categories == ("injection",)
+    assert bundle.judge_status == "unjudged" and bundle.drill_id == "d1"
+
+
+def test_dead_letter_id_is_stable_per_source_position():
+    a = DeadLetter.of(stage="normalize", reason="bad", topic="t", partition=1, offset=5, payload=b"x", failed_ns=1)
+    b = DeadLetter.of(stage="normalize", reason="bad again", topic="t", partition=1, offset=5, payload=b"x", failed_ns=2)
+    c = DeadLetter.of(stage="normalize", reason="bad", topic="t", partition=1, offset=6, payload=b"x", failed_ns=1)
+    assert a.dead_letter_id == b.dead_letter_id != c.dead_letter_id

@@ -1,0 +1,37 @@
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.app import create_app
+from pipeline.settings import Settings
+
+
+def test_env_vars_configure_and_settings_are_frozen(monkeypatch, tmp_path):
+    monkeypatch.setenv("OODWATCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("OODWATCH_KAFKA_BOOTSTRAP", "kafka:9092")
+    monkeypatch.setenv("OODWATCH_API_TOKEN", "s3cret")
+    settings = Settings()
+    assert settings.bootstrap == "kafka:9092" and not settings.embedded
+    assert settings.store_dsn == f"chdb://{(tmp_path / 'store').resolve()}"
+    assert "s3cret" not in repr(settings) and settings.api_token.get_secret_value() == "s3cret"
+    with pytest.raises(ValidationError):
+        settings.receiver_port = 1  # type: ignore[misc]
+
+
+def test_defaults_use_the_embedded_broker_and_store(tmp_path):
+    settings = Settings(data_dir=tmp_path, broker_port=19999)
+    assert settings.embedded and settings.bootstrap == "127.0.0.1:19999"
+    assert settings.models_path == (tmp_path / "models").resolve()
+    assert Settings(data_dir=tmp_path, clickhouse_dsn="http://ch:8123").store_dsn == "http://ch:8123"
+
+
+def test_app_factory_builds_an_app_per_call_without_a_broker(tmp_path):
+    from pipeline.agents.screen import Screener
+    from pipeline.policy import RoutingPolicy
+
+    screener = Screener([], RoutingPolicy())
+    first = create_app(Settings(data_dir=Path(tmp_path)), screener=screener)
+    second = create_app(Settings(data_dir=Path(tmp_path)), screener=screener)
+    assert first is not second
+    assert {a.name for a in first.agents.values()} >= {"normalize", "screen", "investigate"}
