@@ -78,11 +78,14 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
     async def investigate(stream: Any) -> None:
         await investigate_stream(stream, topics)
 
-    @app.timer(COUNTER_LOG_INTERVAL_S)
+    @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_counters() -> None:
         log.info(
             "normalize counters: records=%d events=%d skipped_non_llm_spans=%d dead_letters=%d",
-            counters.records, counters.events, counters.skipped_spans, counters.dead_letters,
+            counters.records,
+            counters.events,
+            counters.skipped_spans,
+            counters.dead_letters,
         )
 
     return app

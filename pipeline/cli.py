@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -70,10 +71,8 @@ def _serve(coro: Any) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     asyncio.run(main())
     return 0
@@ -92,7 +91,10 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
     test = report.meta["test"]
     _say(
         "  tier1 "
-        + ", ".join(f"{name}: AUC {m['auc']:.3f} TPR {m['tpr_at_threshold']:.3f} FPR {m['fpr_at_threshold']:.3f}" for name, m in test.items())
+        + ", ".join(
+            f"{name}: AUC {m['auc']:.3f} TPR {m['tpr_at_threshold']:.3f} FPR {m['fpr_at_threshold']:.3f}"
+            for name, m in test.items()
+        )
         + f"; export agreement {report.meta['export_agreement']:.4f}"
     )
     return 0
@@ -163,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("receiver", help="the OTLP/HTTP receiver").set_defaults(func=cmd_receiver)
     sub.add_parser("store", help="the store process: sink + triage API").set_defaults(func=cmd_store)
 
-    models = sub.add_parser("models", help="build or describe the models").add_subparsers(dest="models_command", required=True)
+    models = sub.add_parser("models", help="build or describe the models").add_subparsers(
+        dest="models_command", required=True
+    )
     build = models.add_parser("build", help="train and export the models into the model dir")
     build.add_argument("--force", action="store_true", help="rebuild even if present")
     build.set_defaults(func=cmd_models_build)
@@ -201,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         return int(args.func(settings, args))
     except ValidationError as exc:
-        _say(f"oodwatch: invalid settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']} (check OODWATCH_* variables)")
+        first = exc.errors()[0]
+        _say(f"oodwatch: invalid settings: {first['loc']}: {first['msg']} (check the OODWATCH_* variables)")
     except (LaunchError, StoreError, FileNotFoundError) as exc:
         _say(f"oodwatch: {exc}")
     except KeyboardInterrupt:

@@ -88,8 +88,11 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool, 
         else:
             print_summary(result.summary, client)
         if keep_running:
-            print(f"\nstack is up. queue: {settings.api_url}/api/escalations (token in {settings.token_file}); Ctrl-C stops it",
-                  file=sys.stderr)
+            print(
+                f"\nstack is up. queue: {settings.api_url}/api/escalations "
+                f"(token in {settings.token_file}); Ctrl-C stops it",
+                file=sys.stderr,
+            )
             from pipeline.stack.run import wait_until_stopped
 
             wait_until_stopped(stack)
@@ -109,7 +112,10 @@ def print_summary(summary: dict[str, Any], client: TriageClient) -> None:
         ("dead letters", summary["dead_letters"]),
         ("attack sessions escalated", f"{summary['attack_sessions_escalated']}/{summary['attack_sessions']}"),
         ("benign sessions escalated", summary["benign_sessions_escalated"]),
-        ("receipt -> stored p50 / p95 / p99 ms", f"{summary['e2e_p50_ms']} / {summary['e2e_p95_ms']} / {summary['e2e_p99_ms']}"),
+        (
+            "receipt -> stored p50 / p95 / p99 ms",
+            f"{summary['e2e_p50_ms']} / {summary['e2e_p95_ms']} / {summary['e2e_p99_ms']}",
+        ),
         *((f"  hop {hop} p50 / p99 ms", f"{p50} / {p99}") for hop, (p50, p99) in summary["hops_p50_p99_ms"].items()),
         ("wall time s", summary["wall_s"]),
     ]

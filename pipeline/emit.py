@@ -30,7 +30,9 @@ def otlp_http_processor(endpoint: str, *, max_queue: int = 100_000) -> SpanProce
     )
 
 
-def sessions_to_request(sessions: Iterable[Session], extra_attributes: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+def sessions_to_request(
+    sessions: Iterable[Session], extra_attributes: dict[str, Any] | None = None
+) -> ExportTraceServiceRequest:
     """The exact ExportTraceServiceRequest the SDK exporter would send (and a Collector would
     write to Kafka), built without a network."""
     memory = InMemorySpanExporter()
@@ -68,7 +70,9 @@ class SessionEmitter:
                 self._span(tracer, root, extra_attributes or {}, time.time_ns())
 
     def _span(self, tracer: Any, spec: SpanSpec, extra: dict[str, Any], start_ns: int) -> int:
-        span = tracer.start_span(spec.name, kind=_KINDS[spec.kind], attributes={**spec.attributes, **extra}, start_time=start_ns)
+        span = tracer.start_span(
+            spec.name, kind=_KINDS[spec.kind], attributes={**spec.attributes, **extra}, start_time=start_ns
+        )
         self.spans += 1
         token = context.attach(trace.set_span_in_context(span))
         try:

@@ -11,7 +11,7 @@ import base64
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -31,7 +31,11 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
 
-PRODUCER_KEY = web.AppKey("producer", Any)
+class Producer(Protocol):
+    async def send_and_wait(self, topic: str, value: bytes, *, headers: list[tuple[str, bytes]]) -> Any: ...
+
+
+PRODUCER_KEY = web.AppKey("producer", Producer)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 
 
@@ -149,7 +153,7 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_receiver_app(settings: Settings, producer: Any) -> web.Application:
+def create_receiver_app(settings: Settings, producer: Producer) -> web.Application:
     app = web.Application(client_max_size=settings.max_request_bytes + 1024)
     app[SETTINGS_KEY] = settings
     app[PRODUCER_KEY] = producer
@@ -165,7 +169,9 @@ async def serve_receiver(settings: Settings) -> None:
 
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=2, max_request_size=settings.max_request_bytes + 4096)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, linger_ms=2, max_request_size=settings.max_request_bytes + 4096
+    )
     await producer.start()
     runner = web.AppRunner(create_receiver_app(settings, producer), access_log=None)
     await runner.setup()

@@ -32,9 +32,7 @@ class Topics(BaseSettings):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="OODWATCH_", env_file=".env", frozen=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="OODWATCH_", env_file=".env", frozen=True, extra="ignore")
 
     data_dir: Path = Path(".oodwatch")
     #: Empty: `oodwatch up` starts the embedded broker on `broker_port`.

@@ -144,17 +144,29 @@ class TrafficGenerator:
                         "gen_ai.provider.name": "openai",
                         "gen_ai.request.model": model,
                         "gen_ai.conversation.id": session_id,
-                        "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "You are a helpful support assistant."}]),
-                        "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": user}]}]),
+                        "gen_ai.system_instructions": json.dumps(
+                            [{"type": "text", "content": "You are a helpful support assistant."}]
+                        ),
+                        "gen_ai.input.messages": json.dumps(
+                            [{"role": "user", "parts": [{"type": "text", "content": user}]}]
+                        ),
                         "gen_ai.output.messages": json.dumps(
-                            [{"role": "assistant", "parts": [{"type": "text", "content": self.rng.choice(BENIGN_ANSWERS)}], "finish_reason": "stop"}]
+                            [
+                                {
+                                    "role": "assistant",
+                                    "parts": [{"type": "text", "content": self.rng.choice(BENIGN_ANSWERS)}],
+                                    "finish_reason": "stop",
+                                }
+                            ]
                         ),
                         "gen_ai.usage.input_tokens": self.rng.randint(20, 400),
                         "gen_ai.usage.output_tokens": self.rng.randint(10, 300),
                     },
                 )
             )
-        http = SpanSpec("POST /v1/chat", {"http.request.method": "POST", "url.path": "/v1/chat"}, kind="SERVER", children=turns)
+        http = SpanSpec(
+            "POST /v1/chat", {"http.request.method": "POST", "url.path": "/v1/chat"}, kind="SERVER", children=turns
+        )
         return Session(session_id, service, "chat", attack, [http])
 
     def rag_answer(self, attack: bool) -> Session:
@@ -164,7 +176,11 @@ class TrafficGenerator:
         if attack:
             docs.append(self.rng.choice(INDIRECT_INJECTIONS))
         question = self.rng.choice(BENIGN_QUESTIONS)
-        retriever_attrs: dict[str, Any] = {"openinference.span.kind": "RETRIEVER", "session.id": session_id, "input.value": question}
+        retriever_attrs: dict[str, Any] = {
+            "openinference.span.kind": "RETRIEVER",
+            "session.id": session_id,
+            "input.value": question,
+        }
         for i, doc in enumerate(docs):
             retriever_attrs[f"retrieval.documents.{i}.document.content"] = doc
             retriever_attrs[f"retrieval.documents.{i}.document.id"] = f"doc-{self.rng.randint(1, 9999)}"
@@ -186,7 +202,10 @@ class TrafficGenerator:
             "rag.query",
             {"openinference.span.kind": "CHAIN", "session.id": session_id, "input.value": question},
             kind="INTERNAL",
-            children=[SpanSpec("retrieve", retriever_attrs, kind="INTERNAL"), SpanSpec("llm", llm_attrs, kind="INTERNAL")],
+            children=[
+                SpanSpec("retrieve", retriever_attrs, kind="INTERNAL"),
+                SpanSpec("llm", llm_attrs, kind="INTERNAL"),
+            ],
         )
         return Session(session_id, service, "rag", attack, [chain])
 
@@ -211,7 +230,14 @@ class TrafficGenerator:
                 "gen_ai.tool.definitions": definitions,
                 "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": user}]}]),
                 "gen_ai.output.messages": json.dumps(
-                    [{"role": "assistant", "parts": [{"type": "tool_call", "id": call_id, "name": tool["name"], "arguments": arguments}]}]
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {"type": "tool_call", "id": call_id, "name": tool["name"], "arguments": arguments}
+                            ],
+                        }
+                    ]
                 ),
             },
         )
@@ -239,13 +265,24 @@ class TrafficGenerator:
                     ]
                 ),
                 "gen_ai.output.messages": json.dumps(
-                    [{"role": "assistant", "parts": [{"type": "text", "content": "Your order is in transit and should arrive in 2 days."}]}]
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {"type": "text", "content": "Your order is in transit and should arrive in 2 days."}
+                            ],
+                        }
+                    ]
                 ),
             },
         )
         agent = SpanSpec(
             "invoke_agent support",
-            {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support", "gen_ai.conversation.id": session_id},
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": "support",
+                "gen_ai.conversation.id": session_id,
+            },
             kind="INTERNAL",
             children=[first, execute, second],
         )

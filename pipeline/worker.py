@@ -16,7 +16,7 @@ def run_worker(settings: Settings, *, ready_file: Path | None = None, loglevel: 
     app = create_app(settings)
     if ready_file is not None:
 
-        @app.on_rebalance_complete.connect  # type: ignore[misc]
+        @app.on_rebalance_complete.connect  # type: ignore[misc,arg-type]
         async def _mark_ready(sender: Any, **_: Any) -> None:
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.touch()

@@ -70,9 +70,7 @@ def attributes_dict(attributes: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attributes}
 
 
-def map_request(
-    request: ExportTraceServiceRequest, *, received_ns: int = 0, normalized_ns: int = 0
-) -> MappingResult:
+def map_request(request: ExportTraceServiceRequest, *, received_ns: int = 0, normalized_ns: int = 0) -> MappingResult:
     """Fan a request out into events. Non-LLM spans are skipped and counted.
 
     The session id may sit only on a parent span of the same trace, so it is resolved
@@ -154,12 +152,13 @@ def span_to_event(
         convention = convention or "genai-legacy"
         _read_indexed_messages(attrs, "gen_ai.prompt", content.inputs, content)
         _read_indexed_messages(attrs, "gen_ai.completion", content.outputs, content)
-    if _has_prefix(attrs, "llm.input_messages", "llm.output_messages", "input.value", "output.value", "openinference.span.kind"):
+    if _has_prefix(
+        attrs, "llm.input_messages", "llm.output_messages", "input.value", "output.value", "openinference.span.kind"
+    ):
         convention = convention or "openinference"
         _read_openinference(attrs, content)
-    if span.events and not (content.inputs or content.outputs):
-        if _read_span_events(span, content):
-            convention = convention or "genai-events"
+    if span.events and not (content.inputs or content.outputs) and _read_span_events(span, content):
+        convention = convention or "genai-events"
     _read_tools(attrs, content)
     if "traceloop.span.kind" in attrs:
         convention = convention or "openllmetry"
@@ -185,7 +184,10 @@ def span_to_event(
         convention=convention or "genai",
         span_name=span.name,
         provider=_str_or_none(
-            attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system") or attrs.get("llm.provider") or attrs.get("llm.system")
+            attrs.get("gen_ai.provider.name")
+            or attrs.get("gen_ai.system")
+            or attrs.get("llm.provider")
+            or attrs.get("llm.system")
         ),
         model=_str_or_none(
             attrs.get("gen_ai.request.model") or attrs.get("gen_ai.response.model") or attrs.get("llm.model_name")
@@ -198,10 +200,14 @@ def span_to_event(
         retrieved_documents=tuple(content.documents),
         usage=TokenUsage(
             input_tokens=_int_or_none(
-                attrs.get("gen_ai.usage.input_tokens") or attrs.get("gen_ai.usage.prompt_tokens") or attrs.get("llm.token_count.prompt")
+                attrs.get("gen_ai.usage.input_tokens")
+                or attrs.get("gen_ai.usage.prompt_tokens")
+                or attrs.get("llm.token_count.prompt")
             ),
             output_tokens=_int_or_none(
-                attrs.get("gen_ai.usage.output_tokens") or attrs.get("gen_ai.usage.completion_tokens") or attrs.get("llm.token_count.completion")
+                attrs.get("gen_ai.usage.output_tokens")
+                or attrs.get("gen_ai.usage.completion_tokens")
+                or attrs.get("llm.token_count.completion")
             ),
         ),
         start_ns=span.start_time_unix_nano,
@@ -300,7 +306,9 @@ def _read_indexed_messages(attrs: Mapping[str, Any], prefix: str, into: list[Mes
             content.system.append(text)
             continue
         into.append(
-            Message(role=role, content=text, tool_call_id=_str_or_none(fields.get("tool_call_id")), tool_calls=tuple(calls))
+            Message(
+                role=role, content=text, tool_call_id=_str_or_none(fields.get("tool_call_id")), tool_calls=tuple(calls)
+            )
         )
 
 
@@ -342,13 +350,20 @@ def _read_openinference(attrs: Mapping[str, Any], content: _Content) -> None:
                 content.system.append(text)
                 continue
             into.append(
-                Message(role=role, content=text, tool_call_id=_str_or_none(fields.get("message.tool_call_id")), tool_calls=tuple(calls))
+                Message(
+                    role=role,
+                    content=text,
+                    tool_call_id=_str_or_none(fields.get("message.tool_call_id")),
+                    tool_calls=tuple(calls),
+                )
             )
     kind = str(attrs.get("openinference.span.kind") or "").upper()
     if not content.inputs and "input.value" in attrs:
         content.inputs.append(Message(role="tool" if kind == "TOOL" else "user", content=_text(attrs["input.value"])))
     if not content.outputs and "output.value" in attrs:
-        content.outputs.append(Message(role="tool" if kind == "TOOL" else "assistant", content=_text(attrs["output.value"])))
+        content.outputs.append(
+            Message(role="tool" if kind == "TOOL" else "assistant", content=_text(attrs["output.value"]))
+        )
     for fields in _indexed(attrs, "retrieval.documents"):
         if "document.content" in fields:
             content.documents.append(_text(fields["document.content"]))
@@ -411,18 +426,27 @@ def _read_tools(attrs: Mapping[str, Any], content: _Content) -> None:
             content.tools.append(tool)
     operation = attrs.get("gen_ai.operation.name")
     oi_kind = str(attrs.get("openinference.span.kind") or "").upper()
-    if operation == "execute_tool" or oi_kind == "TOOL" or attrs.get("mcp.method.name") == "tools/call" or attrs.get("traceloop.span.kind") == "tool":
+    if (
+        operation == "execute_tool"
+        or oi_kind == "TOOL"
+        or attrs.get("mcp.method.name") == "tools/call"
+        or attrs.get("traceloop.span.kind") == "tool"
+    ):
         name = str(attrs.get("gen_ai.tool.name") or attrs.get("tool.name") or attrs.get("traceloop.entity.name") or "")
         description = _text(attrs.get("gen_ai.tool.description") or attrs.get("tool.description"))
         if description:
-            content.tools.append(ToolDefinition(name=name, description=description, server=_str_or_none(attrs.get("server.address"))))
+            content.tools.append(
+                ToolDefinition(name=name, description=description, server=_str_or_none(attrs.get("server.address")))
+            )
         result = attrs.get("gen_ai.tool.call.result", attrs.get("output.value", attrs.get("traceloop.entity.output")))
         content.tool_calls.append(
             ToolCall(
                 id=_str_or_none(attrs.get("gen_ai.tool.call.id")),
                 name=name,
                 arguments=_text(
-                    attrs.get("gen_ai.tool.call.arguments", attrs.get("input.value", attrs.get("traceloop.entity.input", "")))
+                    attrs.get(
+                        "gen_ai.tool.call.arguments", attrs.get("input.value", attrs.get("traceloop.entity.input", ""))
+                    )
                 ),
                 result=None if result is None else _text(result),
             )
@@ -432,7 +456,8 @@ def _read_tools(attrs: Mapping[str, Any], content: _Content) -> None:
 def _tool_definition(raw: Any) -> ToolDefinition | None:
     if not isinstance(raw, dict):
         return None
-    spec = raw.get("function") if isinstance(raw.get("function"), dict) else raw
+    function = raw.get("function")
+    spec: dict[str, Any] = function if isinstance(function, dict) else raw
     name = spec.get("name")
     if not name:
         return None
@@ -476,7 +501,6 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value[:MAX_ATTRIBUTE_CHARS]
     return json.dumps(value, ensure_ascii=False, default=str)[:MAX_ATTRIBUTE_CHARS]
-
 
 
 def _str_or_none(value: Any) -> str | None:

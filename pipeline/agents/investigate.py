@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.agents.common import Topics, dead_letter
-from schemas.evidence import Escalation, EvidenceBundle, Hop, bundle_id_for
+from schemas.evidence import Escalation, EvidenceBundle, Hop, Severity, bundle_id_for
 
 STAGE = "investigate"
 
@@ -26,7 +26,7 @@ def assemble_bundle(escalation: Escalation, investigated_ns: int) -> EvidenceBun
         trace_ids=(event.trace_id,),
         service=event.service,
         model=event.model,
-        severity=screening.severity or "medium",
+        severity=screening.severity or Severity.MEDIUM,
         categories=tuple(sorted({s.category for s in flagged})),
         max_score=screening.max_score,
         events=(event,),
@@ -50,7 +50,10 @@ async def investigate_stream(stream: Any, topics: Topics) -> None:
             escalation = Escalation.model_validate_json(event.value)
         except ValidationError as exc:
             await dead_letter(
-                topics, stage=STAGE, reason=f"not an Escalation: {exc.errors()[:3]}", message=event.message,
+                topics,
+                stage=STAGE,
+                reason=f"not an Escalation: {exc.errors()[:3]}",
+                message=event.message,
                 payload=event.value or b"",
             )
             continue

@@ -38,7 +38,11 @@ async def normalize_stream(stream: Any, topics: Topics, counters: NormalizeCount
             log.exception("normalize failed on %s[%s]@%s", message.topic, message.partition, message.offset)
             counters.dead_letters += 1
             await dead_letter(
-                topics, stage=STAGE, reason=f"internal error: {type(exc).__name__}: {exc}", message=message, payload=payload
+                topics,
+                stage=STAGE,
+                reason=f"internal error: {type(exc).__name__}: {exc}",
+                message=message,
+                payload=payload,
             )
             continue
         counters.skipped_spans += result.skipped_spans

@@ -73,7 +73,10 @@ async def screen_stream(
                 events.append(LLMEvent.model_validate_json(event.value))
             except ValidationError as exc:
                 await dead_letter(
-                    topics, stage=STAGE, reason=f"not an LLMEvent: {exc.errors()[:3]}", message=event.message,
+                    topics,
+                    stage=STAGE,
+                    reason=f"not an LLMEvent: {exc.errors()[:3]}",
+                    message=event.message,
                     payload=event.value or b"",
                 )
         if not events:

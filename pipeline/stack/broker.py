@@ -60,5 +60,7 @@ def broker_command(kind: str, host: str, port: int, data_dir: Path) -> BrokerCom
     try:
         launcher = LAUNCHERS[kind]
     except KeyError:
-        raise LaunchError(f"unknown embedded broker {kind!r}: set OODWATCH_EMBEDDED_BROKER to one of {sorted(LAUNCHERS)}") from None
+        raise LaunchError(
+            f"unknown embedded broker {kind!r}: set OODWATCH_EMBEDDED_BROKER to one of {sorted(LAUNCHERS)}"
+        ) from None
     return launcher(host, port, data_dir)

@@ -6,6 +6,7 @@ by PID (never by name). Every failure is one line that says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -145,10 +146,8 @@ class Stack:
         """Reverse order, by PID: SIGTERM, then SIGKILL after a grace period."""
         for child in reversed(self.children):
             if child.process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     child.process.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + STOP_GRACE_S
         for child in reversed(self.children):
             remaining = max(0.1, deadline - time.monotonic())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from pipeline.settings import Settings
@@ -15,7 +16,9 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="oodwatch-admin", request_timeout_ms=5000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap, client_id="oodwatch-admin", request_timeout_ms=5000
+            )
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
@@ -25,12 +28,10 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
         existing = set(admin.list_topics())
         missing = [name for name in settings.topics.all() if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 admin.create_topics(
                     [NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1) for name in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return missing
     finally:
         admin.close()

@@ -41,7 +41,9 @@ def create_api(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
         if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     auth = [Depends(authenticated)]
 
@@ -56,9 +58,7 @@ def create_api(
         return {"status": "ready"}
 
     @app.get("/api/escalations", dependencies=auth)
-    async def escalations(
-        limit: Annotated[int, Query(ge=1, le=500)] = 50, state: str = "open"
-    ) -> list[dict[str, Any]]:
+    async def escalations(limit: Annotated[int, Query(ge=1, le=500)] = 50, state: str = "open") -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.queue, limit=limit, state=state)
 
     @app.get("/api/escalations/{bundle_id}", dependencies=auth)

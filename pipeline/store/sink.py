@@ -84,8 +84,12 @@ class Sink:
                     self.counters.invalid += 1
                     decoded[self.settings.topics.dead_letters].append(
                         DeadLetter.of(
-                            stage="sink", reason=f"invalid {parser.__name__}: {exc.errors()[:3]}", topic=partition.topic,
-                            partition=partition.partition, offset=record.offset, payload=record.value or b"",
+                            stage="sink",
+                            reason=f"invalid {parser.__name__}: {exc.errors()[:3]}",
+                            topic=partition.topic,
+                            partition=partition.partition,
+                            offset=record.offset,
+                            payload=record.value or b"",
                             failed_ns=time.time_ns(),
                         )
                     )

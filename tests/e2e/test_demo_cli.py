@@ -21,7 +21,15 @@ def test_demo_json_reports_every_event_screened(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)
-    for key in ("events_sent", "events_screened", "escalated", "evidence_bundles", "dead_letters", "e2e_p50_ms", "e2e_p99_ms"):
+    for key in (
+        "events_sent",
+        "events_screened",
+        "escalated",
+        "evidence_bundles",
+        "dead_letters",
+        "e2e_p50_ms",
+        "e2e_p99_ms",
+    ):
         assert key in summary
     assert summary["events_screened"] == summary["events_sent"] >= 400
     assert summary["evidence_bundles"] >= 1 and summary["evidence_bundles"] == summary["escalated"]

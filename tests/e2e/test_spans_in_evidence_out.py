@@ -33,7 +33,8 @@ def test_spans_through_otlp_are_all_screened_and_attacks_have_bundles(settings, 
     direct_attacks = {
         s.session_id
         for s in sessions
-        if s.attack and s.kind in ("chat", "legacy-chat")
+        if s.attack
+        and s.kind in ("chat", "legacy-chat")
         and any(p in json.dumps([r.attributes for r in s.roots]) for p in ATTACK_PROMPTS[:3])
     }
     queue = client.escalations(limit=500)
@@ -85,14 +86,20 @@ def test_otlp_json_through_the_receiver(settings, client):
 
 def test_malformed_input_is_rejected_or_dead_lettered_and_never_stops_the_pipeline(settings, client):
     response = httpx.post(
-        f"{settings.receiver_url}/v1/traces", content=b"\x0a\xff\xff", headers={"Content-Type": "application/x-protobuf"}
+        f"{settings.receiver_url}/v1/traces",
+        content=b"\x0a\xff\xff",
+        headers={"Content-Type": "application/x-protobuf"},
     )
     assert response.status_code == 400
     assert "ExportTraceServiceRequest" in Status.FromString(response.content).message
 
     before = client.stats()
-    good = request(span({"gen_ai.operation.name": "chat", "gen_ai.conversation.id": "after-garbage"}, trace_id=b"\x33" * 16))
-    asyncio.run(produce(settings.bootstrap, settings.topics.otlp_spans, [b"\xff\x00 not otlp", good.SerializeToString()]))
+    good = request(
+        span({"gen_ai.operation.name": "chat", "gen_ai.conversation.id": "after-garbage"}, trace_id=b"\x33" * 16)
+    )
+    asyncio.run(
+        produce(settings.bootstrap, settings.topics.otlp_spans, [b"\xff\x00 not otlp", good.SerializeToString()])
+    )
     stats = wait_for(
         client.stats,
         lambda s: s["dead_letters"] > before["dead_letters"] and s["screenings"] > before["screenings"],

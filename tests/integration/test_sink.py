@@ -30,7 +30,9 @@ async def test_sink_stores_each_record_once_even_when_replayed(settings):
     sink = Sink(settings, store)
     task = asyncio.create_task(sink.run())
     try:
-        await wait_for(lambda: sink.counters.screenings == 40 and sink.counters.bundles == 4 and sink.counters.dead_letters == 1)
+        await wait_for(
+            lambda: sink.counters.screenings == 40 and sink.counters.bundles == 4 and sink.counters.dead_letters == 1
+        )
         # The same records again, as after a crash before commit: nothing new may be stored.
         await produce(settings.bootstrap, topics.screenings, encoded_screenings)
         await produce(settings.bootstrap, topics.evidence, encoded_bundles)

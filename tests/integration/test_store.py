@@ -18,7 +18,9 @@ class FixedDetector:
         self.value = value
 
     def score(self, events):
-        return [(CategoryScore(category="injection", score=self.value, threshold=0.5, detector="fixed"),) for _ in events]
+        return [
+            (CategoryScore(category="injection", score=self.value, threshold=0.5, detector="fixed"),) for _ in events
+        ]
 
 
 def event(n, text="hello"):

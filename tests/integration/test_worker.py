@@ -31,7 +31,7 @@ def chat(text, n):
 @pytest.fixture
 def worker(settings, tmp_path):
     ready = tmp_path / "worker.ready"
-    log = open(tmp_path / "worker.log", "wb")
+    log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "worker", "--ready-file", str(ready)],
         env=child_env(settings), stdout=log, stderr=subprocess.STDOUT,
@@ -56,7 +56,10 @@ async def test_worker_screens_every_event_escalates_attacks_and_dead_letters_gar
         [topics.llm_events, topics.screenings, topics.evidence, topics.dead_letters, topics.escalations],
         lambda s: len(s[topics.screenings]) >= 2 and len(s[topics.evidence]) >= 1 and len(s[topics.dead_letters]) >= 1,
     )
-    screenings = {Screening.model_validate_json(r.value).session_id: Screening.model_validate_json(r.value) for r in seen[topics.screenings]}
+    screenings = {
+        Screening.model_validate_json(r.value).session_id: Screening.model_validate_json(r.value)
+        for r in seen[topics.screenings]
+    }
     assert set(screenings) == {"conv-1", "conv-2"}  # the HTTP span was skipped
     assert screenings["conv-2"].decision == "escalate" and screenings["conv-1"].decision == "pass"
     assert screenings["conv-2"].received_ns <= screenings["conv-2"].normalized_ns <= screenings["conv-2"].screened_ns

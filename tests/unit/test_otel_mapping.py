@@ -30,9 +30,18 @@ def test_genai_current_messages_tools_and_usage():
                 ]
             ),
             "gen_ai.output.messages": json.dumps(
-                [{"role": "assistant", "parts": [{"type": "tool_call", "id": "c2", "name": "get_weather", "arguments": {"city": "Paris"}}]}]
+                [
+                    {
+                        "role": "assistant",
+                        "parts": [
+                            {"type": "tool_call", "id": "c2", "name": "get_weather", "arguments": {"city": "Paris"}}
+                        ],
+                    }
+                ]
             ),
-            "gen_ai.tool.definitions": json.dumps([{"type": "function", "name": "get_weather", "description": "Weather by city"}]),
+            "gen_ai.tool.definitions": json.dumps(
+                [{"type": "function", "name": "get_weather", "description": "Weather by city"}]
+            ),
             "gen_ai.usage.input_tokens": 12,
             "gen_ai.usage.output_tokens": 3,
         }
@@ -112,7 +121,9 @@ def test_openinference_messages_documents_and_tokens():
             "llm.output_messages.0.message.content": "answer",
             "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "f",
             "llm.output_messages.0.message.tool_calls.0.tool_call.function.arguments": "{}",
-            "llm.tools.0.tool.json_schema": json.dumps({"type": "function", "function": {"name": "f", "description": "does f"}}),
+            "llm.tools.0.tool.json_schema": json.dumps(
+                {"type": "function", "function": {"name": "f", "description": "does f"}}
+            ),
             "llm.token_count.prompt": 7,
             "llm.token_count.completion": 2,
         }
@@ -195,7 +206,9 @@ def test_session_id_inherited_from_parent_span_of_same_trace():
 
 
 def test_non_llm_spans_are_skipped_and_counted():
-    result = map_request(request(span({"http.request.method": "GET"}), span({"db.system": "postgresql"}, span_id=b"\x03" * 8)))
+    result = map_request(
+        request(span({"http.request.method": "GET"}), span({"db.system": "postgresql"}, span_id=b"\x03" * 8))
+    )
     assert result.events == [] and result.skipped_spans == 2
 
 
@@ -207,7 +220,9 @@ def test_drill_id_is_moved_out_of_what_detectors_see():
 
 
 def test_service_and_tenant_come_from_the_resource():
-    event = map_request(request(span({"gen_ai.operation.name": "chat"}), service="billing", resource={"tenant.id": "acme"})).events[0]
+    event = map_request(
+        request(span({"gen_ai.operation.name": "chat"}), service="billing", resource={"tenant.id": "acme"})
+    ).events[0]
     assert (event.service, event.tenant) == ("billing", "acme")
 
 

@@ -1,10 +1,9 @@
-from schemas.dead_letter import DeadLetter
-from schemas.events import LLMEvent, Message
-from schemas.evidence import CategoryScore, Decision, Escalation, Severity, bundle_id_for
-
 from pipeline.agents.investigate import assemble_bundle
 from pipeline.agents.screen import Screener
 from pipeline.policy import RoutingPolicy
+from schemas.dead_letter import DeadLetter
+from schemas.events import LLMEvent, Message
+from schemas.evidence import CategoryScore, Decision, Escalation, Severity, bundle_id_for
 
 
 def score(value, threshold=0.5):
@@ -52,7 +51,11 @@ def test_screener_emits_one_screening_per_event_in_order():
 def test_bundle_is_keyed_by_the_escalating_event_and_keeps_hops():
     [screening] = Screener([FixedDetector([0.97])], RoutingPolicy()).screen([event(5)])
     bundle = assemble_bundle(Escalation(event=event(5), screening=screening), investigated_ns=99)
-    assert bundle.bundle_id == bundle_id_for("e5") == assemble_bundle(Escalation(event=event(5), screening=screening), 100).bundle_id
+    assert (
+        bundle.bundle_id
+        == bundle_id_for("e5")
+        == assemble_bundle(Escalation(event=event(5), screening=screening), 100).bundle_id
+    )
     assert [h.stage for h in bundle.hops] == ["received", "normalized", "screened", "investigated"]
     assert bundle.severity is Severity.HIGH and bundle.categories == ("injection",)
     assert bundle.judge_status == "unjudged" and bundle.drill_id == "d1"
@@ -60,6 +63,8 @@ def test_bundle_is_keyed_by_the_escalating_event_and_keeps_hops():
 
 def test_dead_letter_id_is_stable_per_source_position():
     a = DeadLetter.of(stage="normalize", reason="bad", topic="t", partition=1, offset=5, payload=b"x", failed_ns=1)
-    b = DeadLetter.of(stage="normalize", reason="bad again", topic="t", partition=1, offset=5, payload=b"x", failed_ns=2)
+    b = DeadLetter.of(
+        stage="normalize", reason="bad again", topic="t", partition=1, offset=5, payload=b"x", failed_ns=2
+    )
     c = DeadLetter.of(stage="normalize", reason="bad", topic="t", partition=1, offset=6, payload=b"x", failed_ns=1)
     assert a.dead_letter_id == b.dead_letter_id != c.dead_letter_id

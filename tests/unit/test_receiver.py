@@ -68,7 +68,9 @@ async def test_protobuf_request_is_forwarded_byte_for_byte(client):
 async def test_gzip_protobuf_is_accepted(client):
     body = request(span({"gen_ai.operation.name": "chat"})).SerializeToString()
     response = await client.post(
-        "/v1/traces", data=gzip.compress(body), headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+        "/v1/traces",
+        data=gzip.compress(body),
+        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
     )
     assert response.status == 200 and client.producer.sent[0][1] == body
 
