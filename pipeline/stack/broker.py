@@ -3,8 +3,6 @@ only the bootstrap address changes."""
 
 from __future__ import annotations
 
-import shutil
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,15 +39,21 @@ def tansu(host: str, port: int, data_dir: Path) -> BrokerCommand:
 
 
 def noida(host: str, port: int, data_dir: Path) -> BrokerCommand:
-    """Durable: data, offsets and tables survive a restart; correct offsets and transactions."""
-    binary = shutil.which("noida-db") or str(Path(sys.executable).with_name("noida-db"))
-    if not Path(binary).exists():
-        raise LaunchError("noida-db not installed: `pip install noida-db` (it is in the project's dev extra)")
+    """Durable: data, offsets and tables survive a restart; correct offsets and transactions.
+
+    Runs the packaged binary itself, not the `noida-db` console script, whose Python wrapper
+    would leave the broker behind when its PID is stopped."""
+    try:
+        binary = Path(str(resources.files("noida_db") / "noida-db"))
+    except ModuleNotFoundError as exc:
+        raise LaunchError("noida-db not installed: `pip install noida-db` (it is in the project's dev extra)") from exc
+    if not binary.exists():
+        raise LaunchError(f"noida-db binary missing at {binary}: reinstall with `make setup`")
     directory = data_dir / "noida"
     directory.mkdir(parents=True, exist_ok=True)
     return BrokerCommand(
         "noida",
-        [binary, "start", "--only", "kafka", "--host", host, "--kafka-port", str(port), "--data-dir", str(directory)],
+        [str(binary), "start", "--only", "kafka", "--host", host, "--kafka-port", str(port), "--data-dir", str(directory)],
     )
 
 

@@ -16,8 +16,9 @@ def alive(pid):
     return True
 
 
-def test_stop_terminates_every_child_it_started(tmp_path):
-    stack = Stack(test_settings(tmp_path), workers=1)
+@pytest.mark.parametrize("broker", ["tansu", "noida"])
+def test_stop_terminates_every_child_it_started(tmp_path, broker):
+    stack = Stack(test_settings(tmp_path, embedded_broker=broker), workers=1)
     stack.start()
     pids = [c.process.pid for c in stack.children]
     assert len(pids) == 4 and all(alive(p) for p in pids)  # broker, store, worker, receiver
