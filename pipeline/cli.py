@@ -18,20 +18,26 @@ def _say(message: str) -> None:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.stack.run import wait_until_stopped
+    from pipeline.stack.run import stop_signals, wait_until_stopped
     from pipeline.stack.supervisor import Stack
 
     stack = Stack(settings, workers=args.workers, progress=lambda m: _say(f"  {m}"))
-    stack.start()
-    try:
-        _say(
-            f"oodwatch is up.\n  OTLP/HTTP   {settings.receiver_url}/v1/traces\n  Kafka       {settings.bootstrap}\n"
-            f"  triage API  {settings.api_url}/api/escalations (bearer token in {settings.token_file})\n"
-            f"  logs        {stack.log_dir}\nCtrl-C stops everything."
-        )
-        return wait_until_stopped(stack)
-    finally:
-        stack.stop()
+    with stop_signals():
+        try:
+            stack.start()
+        except KeyboardInterrupt:
+            _say("oodwatch: stopped during start-up")
+            return 0
+        try:
+            _say(
+                f"oodwatch is up.\n  OTLP/HTTP   {settings.receiver_url}/v1/traces\n"
+                f"  Kafka       {settings.bootstrap}\n"
+                f"  triage API  {settings.api_url}/api/escalations (bearer token in {settings.token_file})\n"
+                f"  logs        {stack.log_dir}\nCtrl-C stops everything."
+            )
+            return wait_until_stopped(stack)
+        finally:
+            stack.stop()
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

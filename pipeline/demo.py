@@ -3,6 +3,7 @@ and a summary measured from the store's server-side timestamps."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 from pipeline.client import TriageClient
 from pipeline.emit import SessionEmitter
 from pipeline.settings import Settings
+from pipeline.stack.run import stop_signals, wait_until_stopped
 from pipeline.stack.supervisor import Stack
 from pipeline.traffic import TrafficGenerator
 
@@ -70,35 +72,33 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
 
 
 def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool, as_json: bool) -> int:
-    def progress(message: str, transient: bool = False) -> None:
-        end = "\r" if transient and sys.stderr.isatty() else "\n"
-        if transient and not sys.stderr.isatty():
-            return
-        print(f"  {message}\x1b[K" if sys.stderr.isatty() else f"  {message}", end=end, file=sys.stderr, flush=True)
+    stack = Stack(settings, progress=_progress)
+    with stop_signals():
+        stack.start()
+        try:
+            client = TriageClient.from_settings(settings)
+            result = run_traffic(settings, client, events=events, seed=seed, progress=_progress)
+            if as_json:
+                print(json.dumps(result.summary))
+            else:
+                print_summary(result.summary, client)
+            if keep_running:
+                _progress(
+                    f"stack is up. queue: {settings.api_url}/api/escalations (token in {settings.token_file}); "
+                    "Ctrl-C stops it"
+                )
+                wait_until_stopped(stack)
+            return 0 if result.complete else 1
+        finally:
+            stack.stop()
 
-    stack = Stack(settings, progress=progress)
-    stack.start()
-    try:
-        client = TriageClient.from_settings(settings)
-        result = run_traffic(settings, client, events=events, seed=seed, progress=progress)
-        if as_json:
-            import json
 
-            print(json.dumps(result.summary))
-        else:
-            print_summary(result.summary, client)
-        if keep_running:
-            print(
-                f"\nstack is up. queue: {settings.api_url}/api/escalations "
-                f"(token in {settings.token_file}); Ctrl-C stops it",
-                file=sys.stderr,
-            )
-            from pipeline.stack.run import wait_until_stopped
-
-            wait_until_stopped(stack)
-        return 0 if result.complete else 1
-    finally:
-        stack.stop()
+def _progress(message: str, transient: bool = False) -> None:
+    """Progress on stderr; transient lines overwrite each other on a terminal and are dropped elsewhere."""
+    tty = sys.stderr.isatty()
+    if transient and not tty:
+        return
+    print(f"  {message}\x1b[K" if tty else f"  {message}", end="\r" if transient else "\n", file=sys.stderr, flush=True)
 
 
 def print_summary(summary: dict[str, Any], client: TriageClient) -> None:

@@ -31,6 +31,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _ID_FIELDS = {"traceId": 16, "spanId": 8, "parentSpanId": 8}
 
+
 class Producer(Protocol):
     async def send_and_wait(self, topic: str, value: bytes, *, headers: list[tuple[str, bytes]]) -> Any: ...
 

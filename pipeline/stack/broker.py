@@ -53,7 +53,18 @@ def noida(host: str, port: int, data_dir: Path) -> BrokerCommand:
     directory.mkdir(parents=True, exist_ok=True)
     return BrokerCommand(
         "noida",
-        [str(binary), "start", "--only", "kafka", "--host", host, "--kafka-port", str(port), "--data-dir", str(directory)],
+        [
+            str(binary),
+            "start",
+            "--only",
+            "kafka",
+            "--host",
+            host,
+            "--kafka-port",
+            str(port),
+            "--data-dir",
+            str(directory),
+        ],
     )
 
 

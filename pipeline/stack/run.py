@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 from pipeline.stack.supervisor import Stack
 
 
-class _Stop(Exception):
-    pass
+class StopRequested(KeyboardInterrupt):
+    """SIGTERM or SIGINT. A KeyboardInterrupt, so start-up's clean-up path handles it too."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop()
+    raise StopRequested()
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Install before the first child starts: a signal at any moment must still stop all of them."""
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def wait_until_stopped(stack: Stack) -> int:
     """0 on Ctrl-C/SIGTERM; 1 if a child exited on its own (its log tail is printed)."""
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
         while True:
             child = stack.failed()
@@ -32,8 +44,6 @@ def wait_until_stopped(stack: Stack) -> int:
                 )
                 return 1
             time.sleep(0.5)
-    except (KeyboardInterrupt, _Stop):
+    except KeyboardInterrupt:
         print("\noodwatch: stopping", file=sys.stderr)
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
