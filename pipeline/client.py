@@ -23,8 +23,8 @@ class TriageClient:
         response.raise_for_status()
         return response.json()
 
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._get("/api/stats")
+    def stats(self, since_ns: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/api/stats", since_ns=since_ns)
         return result
 
     def escalations(self, limit: int = 50, state: str = "open") -> list[dict[str, Any]]:

@@ -32,24 +32,26 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
     attack_sessions = {s.session_id for s in sessions if s.attack}
     emitter = SessionEmitter(settings.receiver_url)
     started = time.monotonic()
+    since_ns = time.time_ns()  # the store outlives a demo: count only this run
     progress(f"sending {len(sessions)} sessions ({expected} LLM events) through OTLP/HTTP")
     emitter.emit(sessions)
     flushed = emitter.flush()
     emitter.shutdown()
     deadline = time.monotonic() + max(60.0, expected / 20)
-    stats = client.stats()
+    stats = client.stats(since_ns)
     while stats["screenings"] < expected and time.monotonic() < deadline:
         progress(f"screened {stats['screenings']}/{expected}", transient=True)
         time.sleep(POLL_S)
-        stats = client.stats()
+        stats = client.stats(since_ns)
     # Bundles trail screenings by one hop; wait until the count stops moving.
     previous = -1
     while stats["evidence_bundles"] != previous and time.monotonic() < deadline:
         previous = stats["evidence_bundles"]
         time.sleep(1.0)
-        stats = client.stats()
+        stats = client.stats(since_ns)
     queue = client.escalations(limit=500)
-    escalated_sessions = {row["session_id"] for row in queue}
+    run_sessions = {s.session_id for s in sessions}
+    escalated_sessions = {row["session_id"] for row in queue} & run_sessions
     summary = {
         "events_sent": expected,
         "spans_sent": emitter.spans,

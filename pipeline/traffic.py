@@ -125,7 +125,8 @@ class TrafficGenerator:
     # -- session shapes ---------------------------------------------------------------
 
     def _new(self) -> tuple[str, str, str]:
-        return str(uuid.UUID(int=self.rng.getrandbits(128))), self.rng.choice(SERVICES), self.rng.choice(MODELS)
+        """Content is seeded; session ids are fresh per run, so runs never share a session."""
+        return str(uuid.uuid4()), self.rng.choice(SERVICES), self.rng.choice(MODELS)
 
     def _user_text(self, attack: bool) -> str:
         return self.rng.choice(ATTACK_PROMPTS) if attack else self.rng.choice(BENIGN_QUESTIONS)

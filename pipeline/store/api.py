@@ -69,8 +69,8 @@ def create_api(
         return bundle
 
     @app.get("/api/stats", dependencies=auth)
-    async def stats() -> dict[str, Any]:
-        return await asyncio.to_thread(store.stats)
+    async def stats(since_ns: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        return await asyncio.to_thread(store.stats, since_ns)
 
     @app.get("/api/dead-letters", dependencies=auth)
     async def dead_letters(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:

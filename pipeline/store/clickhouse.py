@@ -192,17 +192,26 @@ class Store:
         bundle["queue_state"] = rows[0]["queue_state"]
         return bundle
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, since_ns: int = 0) -> dict[str, Any]:
+        """Counts and latency quantiles for records received (or failed, or bundled) since `since_ns`."""
+        since = {"since": since_ns}
         screened = self.query(
             "SELECT count() AS screenings, countIf(decision = 'escalate') AS escalated, "
             "quantiles(0.5, 0.95, 0.99)(dateDiff('microsecond', received_at, stored_at) / 1000.0) AS e2e_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', received_at, normalized_at) / 1000.0) AS normalize_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', normalized_at, screened_at) / 1000.0) AS screen_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', screened_at, stored_at) / 1000.0) AS store_ms "
-            "FROM screenings FINAL"
+            "FROM screenings FINAL WHERE received_at >= fromUnixTimestamp64Nano({since:Int64})",
+            since,
         )[0]
-        bundles = self.query("SELECT count() AS n FROM evidence_bundles FINAL")[0]["n"]
-        dead = self.query("SELECT count() AS n FROM dead_letters FINAL")[0]["n"]
+        bundles = self.query(
+            "SELECT count() AS n FROM evidence_bundles FINAL WHERE created_at >= fromUnixTimestamp64Nano({since:Int64})",
+            since,
+        )[0]["n"]
+        dead = self.query(
+            "SELECT count() AS n FROM dead_letters FINAL WHERE failed_at >= fromUnixTimestamp64Nano({since:Int64})",
+            since,
+        )[0]["n"]
         empty = not screened["screenings"]
 
         def ms(column: str) -> list[float]:

@@ -97,3 +97,16 @@ def test_second_opener_of_a_chdb_store_gets_a_clear_error(tmp_path):
         assert "STORE-ERROR" in out.stdout, out.stdout + out.stderr
     finally:
         first.close()
+
+
+def test_stats_since_counts_only_records_received_after_it(store):
+    old = Screener([FixedDetector(0.1)], RoutingPolicy()).screen([event(i) for i in range(3)])
+    store.insert_screenings(old, time.time_ns())
+    since = time.time_ns()
+    time.sleep(0.01)
+    new = Screener([FixedDetector(0.9)], RoutingPolicy()).screen([event(i) for i in range(10, 15)])
+    store.insert_screenings(new, time.time_ns())
+    store.insert_bundles([bundle_for(20, 0.9)], time.time_ns())
+    assert store.stats()["screenings"] == 8
+    windowed = store.stats(since_ns=since)
+    assert (windowed["screenings"], windowed["escalated"], windowed["evidence_bundles"]) == (5, 5, 1)
