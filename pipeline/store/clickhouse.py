@@ -195,17 +195,18 @@ class Store:
     def stats(self, since_ns: int = 0) -> dict[str, Any]:
         """Counts and latency quantiles for records received (or failed, or bundled) since `since_ns`."""
         since = {"since": since_ns}
+        after = "fromUnixTimestamp64Nano({since:Int64})"
         screened = self.query(
             "SELECT count() AS screenings, countIf(decision = 'escalate') AS escalated, "
             "quantiles(0.5, 0.95, 0.99)(dateDiff('microsecond', received_at, stored_at) / 1000.0) AS e2e_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', received_at, normalized_at) / 1000.0) AS normalize_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', normalized_at, screened_at) / 1000.0) AS screen_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', screened_at, stored_at) / 1000.0) AS store_ms "
-            "FROM screenings FINAL WHERE received_at >= fromUnixTimestamp64Nano({since:Int64})",
+            f"FROM screenings FINAL WHERE received_at >= {after}",
             since,
         )[0]
         bundles = self.query(
-            "SELECT count() AS n FROM evidence_bundles FINAL WHERE created_at >= fromUnixTimestamp64Nano({since:Int64})",
+            f"SELECT count() AS n FROM evidence_bundles FINAL WHERE created_at >= {after}",
             since,
         )[0]["n"]
         dead = self.query(
