@@ -236,7 +236,11 @@ def _read_genai_current(attrs: Mapping[str, Any], content: _Content) -> None:
     for part in _as_list(_json_value(attrs.get("gen_ai.system_instructions"))):
         content.system.append(_part_text(part))
     for raw in _as_list(_json_value(attrs.get("gen_ai.input.messages"))):
-        content.inputs.append(_genai_message(raw, content))
+        message = _genai_message(raw, content)
+        if message.role == "system":  # OpenLLMetry and others put the system prompt here
+            content.system.append(message.content)
+        else:
+            content.inputs.append(message)
     for raw in _as_list(_json_value(attrs.get("gen_ai.output.messages"))):
         content.outputs.append(_genai_message(raw, content))
 
