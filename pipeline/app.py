@@ -10,7 +10,8 @@ import faust
 
 from pipeline.agents.common import Topics
 from pipeline.agents.investigate import investigate_stream
-from pipeline.agents.normalize import NormalizeCounters, normalize_stream
+from pipeline.agents.log_join import LogJoin
+from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
@@ -18,6 +19,7 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 COUNTER_LOG_INTERVAL_S = 30.0
+JOIN_EXPIRY_INTERVAL_S = 0.25
 
 
 def build_screener(settings: Settings) -> Screener:
@@ -49,6 +51,7 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
 
     topics = Topics(
         otlp_spans=topic(names.otlp_spans),
+        otlp_logs=topic(names.otlp_logs),
         llm_events=topic(names.llm_events),
         screenings=topic(names.screenings),
         escalations=topic(names.escalations),
@@ -58,10 +61,16 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
     hot_path = screener or build_screener(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
     counters = NormalizeCounters()
+    join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
+    otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
 
-    @app.agent(topics.otlp_spans, name="normalize")
+    @app.agent(otlp, name="normalize")
     async def normalize(stream: Any) -> None:
-        await normalize_stream(stream, topics, counters)
+        await normalize_stream(stream, topics, join, counters, names.otlp_logs)
+
+    @app.timer(JOIN_EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]
+    async def expire_join() -> None:
+        await emit(join.expire(), topics, counters)
 
     @app.agent(topics.llm_events, name="screen")
     async def screen(stream: Any) -> None:
@@ -81,11 +90,17 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
     @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_counters() -> None:
         log.info(
-            "normalize counters: records=%d events=%d skipped_non_llm_spans=%d dead_letters=%d",
-            counters.records,
-            counters.events,
-            counters.skipped_spans,
-            counters.dead_letters,
+            "normalize counters",
+            extra={
+                "records": counters.records,
+                "events": counters.events,
+                "skipped_non_llm_spans": counters.skipped_spans,
+                "dead_letters": counters.dead_letters,
+                "log_joins": join.counters.joined,
+                "spans_without_log_content": join.counters.spans_without_content,
+                "orphan_log_spans": join.counters.orphan_logs,
+                "join_pending": join.pending,
+            },
         )
 
     return app

@@ -14,6 +14,7 @@ class Topics(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OODWATCH_TOPIC_", frozen=True)
 
     otlp_spans: str = "otlp_spans"
+    otlp_logs: str = "otlp_logs"
     llm_events: str = "llm-events"
     screenings: str = "screenings"
     escalations: str = "escalations"
@@ -23,6 +24,7 @@ class Topics(BaseSettings):
     def all(self) -> list[str]:
         return [
             self.otlp_spans,
+            self.otlp_logs,
             self.llm_events,
             self.screenings,
             self.escalations,
@@ -57,6 +59,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = 2000
     sink_batch_window_s: float = 0.2
     max_request_bytes: int = 16 * 1024 * 1024
+    #: How long a content-less inference span waits for its log records, and logs for their span.
+    log_join_span_wait_s: float = 2.0
+    log_join_log_wait_s: float = 10.0
     topics: Topics = Field(default_factory=Topics)
 
     @computed_field  # type: ignore[prop-decorator]

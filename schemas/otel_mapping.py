@@ -143,11 +143,11 @@ def span_to_event(
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
     drill_id = attrs.pop(DRILL_ATTRIBUTE, None) or resource.get(DRILL_ATTRIBUTE)
-    content = _Content()
+    content = Content()
     convention = ""
     if _has_prefix(attrs, "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"):
         convention = "genai"
-        _read_genai_current(attrs, content)
+        read_genai_attributes(attrs, content)
     if _has_prefix(attrs, "gen_ai.prompt", "gen_ai.completion"):
         convention = convention or "genai-legacy"
         _read_indexed_messages(attrs, "gen_ai.prompt", content.inputs, content)
@@ -220,7 +220,9 @@ def span_to_event(
 
 
 @dataclass
-class _Content:
+class Content:
+    """Message content gathered from a span's attributes, its events, or its log records."""
+
     system: list[str] = field(default_factory=list)
     inputs: list[Message] = field(default_factory=list)
     outputs: list[Message] = field(default_factory=list)
@@ -232,7 +234,8 @@ class _Content:
 # -- GenAI semantic conventions, current (gen_ai.input.messages & co) ----------------
 
 
-def _read_genai_current(attrs: Mapping[str, Any], content: _Content) -> None:
+def read_genai_attributes(attrs: Mapping[str, Any], content: Content) -> None:
+    """GenAI semconv (current): JSON messages, system instructions and tool definitions."""
     for part in _as_list(_json_value(attrs.get("gen_ai.system_instructions"))):
         content.system.append(_part_text(part))
     for raw in _as_list(_json_value(attrs.get("gen_ai.input.messages"))):
@@ -245,7 +248,7 @@ def _read_genai_current(attrs: Mapping[str, Any], content: _Content) -> None:
         content.outputs.append(_genai_message(raw, content))
 
 
-def _genai_message(raw: Any, content: _Content) -> Message:
+def _genai_message(raw: Any, content: Content) -> Message:
     if not isinstance(raw, dict):
         return Message(role="user", content=_text(raw))
     role = str(raw.get("role") or "user")
@@ -293,7 +296,7 @@ def _part_text(part: Any) -> str:
 # -- Older GenAI / OpenLLMetry indexed attributes (gen_ai.prompt.0.content) ----------
 
 
-def _read_indexed_messages(attrs: Mapping[str, Any], prefix: str, into: list[Message], content: _Content) -> None:
+def _read_indexed_messages(attrs: Mapping[str, Any], prefix: str, into: list[Message], content: Content) -> None:
     for fields in _indexed(attrs, prefix):
         calls = []
         for call_fields in _indexed(fields, "tool_calls"):
@@ -333,7 +336,7 @@ def _indexed(attrs: Mapping[str, Any], prefix: str) -> list[dict[str, Any]]:
 # -- OpenInference ------------------------------------------------------------------
 
 
-def _read_openinference(attrs: Mapping[str, Any], content: _Content) -> None:
+def _read_openinference(attrs: Mapping[str, Any], content: Content) -> None:
     for into, prefix in ((content.inputs, "llm.input_messages"), (content.outputs, "llm.output_messages")):
         for fields in _indexed(attrs, prefix):
             role = str(fields.get("message.role") or "user")
@@ -383,35 +386,68 @@ _EVENT_ROLES = {
 }
 
 
-def _read_span_events(span: Span, content: _Content) -> bool:
+def _read_span_events(span: Span, content: Content) -> bool:
     found = False
     for event in span.events:
-        attrs = attributes_dict(event.attributes)
-        if event.name == "gen_ai.content.prompt":
-            content.inputs.append(Message(role="user", content=_text(attrs.get("gen_ai.prompt"))))
-        elif event.name == "gen_ai.content.completion":
-            content.outputs.append(Message(role="assistant", content=_text(attrs.get("gen_ai.completion"))))
-        elif event.name in _EVENT_ROLES:
-            text = _text(attrs.get("content") or attrs.get("gen_ai.event.content") or attrs.get("message"))
-            role = _EVENT_ROLES[event.name]
-            if role == "system":
-                content.system.append(text)
-            else:
-                content.inputs.append(Message(role=role, content=text, tool_call_id=_str_or_none(attrs.get("id"))))
-        elif event.name == "gen_ai.choice":
-            message = _json_value(attrs.get("message") or attrs.get("gen_ai.event.content"))
-            text = _text(message.get("content") if isinstance(message, dict) else message)
-            content.outputs.append(Message(role="assistant", content=text))
-        else:
-            continue
-        found = True
+        found = read_message_event(event.name, attributes_dict(event.attributes), None, content) or found
     return found
+
+
+def read_message_event(name: str, attrs: Mapping[str, Any], body: Any, content: Content) -> bool:
+    """One GenAI message event, on a span (fields in attributes) or a log record (fields in
+    the body). Returns whether it carried content."""
+    fields: Mapping[str, Any] = body if isinstance(body, dict) else attrs
+    if name == "gen_ai.content.prompt":
+        content.inputs.append(Message(role="user", content=_text(attrs.get("gen_ai.prompt"))))
+    elif name == "gen_ai.content.completion":
+        content.outputs.append(Message(role="assistant", content=_text(attrs.get("gen_ai.completion"))))
+    elif name in _EVENT_ROLES:
+        text = _text(fields.get("content") or fields.get("gen_ai.event.content") or fields.get("message"))
+        role = _EVENT_ROLES[name]
+        if role == "system":
+            content.system.append(text)
+        else:
+            calls = tuple(_openai_tool_calls(fields.get("tool_calls"), content))
+            content.inputs.append(
+                Message(role=role, content=text, tool_call_id=_str_or_none(fields.get("id")), tool_calls=calls)
+            )
+    elif name == "gen_ai.choice":
+        message = _json_value(fields.get("message") or fields.get("gen_ai.event.content"))
+        if isinstance(message, dict):
+            calls = tuple(_openai_tool_calls(message.get("tool_calls"), content))
+            content.outputs.append(Message(role="assistant", content=_text(message.get("content")), tool_calls=calls))
+        else:
+            content.outputs.append(Message(role="assistant", content=_text(message)))
+    elif name == "gen_ai.client.inference.operation.details":
+        read_genai_attributes(attrs, content)
+        _read_tools(attrs, content)
+    else:
+        return False
+    return True
+
+
+def _openai_tool_calls(raw: Any, content: Content) -> list[ToolCall]:
+    calls = []
+    for entry in _as_list(_json_value(raw)):
+        item = _json_value(entry)
+        if not isinstance(item, dict):
+            continue
+        nested = item.get("function")
+        function: dict[str, Any] = nested if isinstance(nested, dict) else item
+        call = ToolCall(
+            id=_str_or_none(item.get("id")),
+            name=str(function.get("name") or ""),
+            arguments=_text(function.get("arguments")),
+        )
+        calls.append(call)
+        content.tool_calls.append(call)
+    return calls
 
 
 # -- Tools: definitions (current, OpenLLMetry, OpenInference) and execute_tool spans --
 
 
-def _read_tools(attrs: Mapping[str, Any], content: _Content) -> None:
+def _read_tools(attrs: Mapping[str, Any], content: Content) -> None:
     for raw in _as_list(_json_value(attrs.get("gen_ai.tool.definitions"))):
         tool = _tool_definition(raw)
         if tool is not None:

@@ -18,6 +18,7 @@ RECEIVED_HEADER = "oodwatch-received-ns"
 @dataclass(frozen=True)
 class Topics:
     otlp_spans: Any
+    otlp_logs: Any
     llm_events: Any
     screenings: Any
     escalations: Any

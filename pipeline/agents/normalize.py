@@ -1,4 +1,8 @@
-"""normalize: OTLP trace requests -> LLMEvents keyed by session id."""
+"""normalize: OTLP trace and log records -> LLMEvents keyed by session id.
+
+Spans are mapped to events; log-borne content is joined to its span (see log_join). The
+stream does not auto-ack: a record is acked when all it contributed has been emitted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import time
 from typing import Any
 
 from pipeline.agents.common import Topics, dead_letter, log, received_ns
+from pipeline.agents.log_join import JoinOutput, LogJoin
+from schemas.otel_logs import content_by_span, parse_logs_request
 from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
 
 STAGE = "normalize"
@@ -19,33 +25,36 @@ class NormalizeCounters:
         self.dead_letters = 0
 
 
-async def normalize_stream(stream: Any, topics: Topics, counters: NormalizeCounters) -> None:
-    async for event in stream.events():
+async def emit(out: JoinOutput, topics: Topics, counters: NormalizeCounters) -> None:
+    for llm_event in out.events:
+        counters.events += 1
+        await topics.llm_events.send(key=llm_event.session_id.encode(), value=llm_event.model_dump_json().encode())
+    for source in out.acks:
+        source.ack()
+
+
+async def normalize_stream(
+    stream: Any, topics: Topics, join: LogJoin, counters: NormalizeCounters, logs_topic: str
+) -> None:
+    async for event in stream.noack().events():
         message = event.message
         payload: bytes = event.value or b""
         counters.records += 1
         try:
-            result = map_request(
-                parse_trace_request(payload),
-                received_ns=received_ns(message),
-                normalized_ns=time.time_ns(),
-            )
-        except MalformedRecord as exc:
+            if message.topic == logs_topic:
+                out = join.add_logs(content_by_span(parse_logs_request(payload)), event)
+            else:
+                result = map_request(
+                    parse_trace_request(payload), received_ns=received_ns(message), normalized_ns=time.time_ns()
+                )
+                counters.skipped_spans += result.skipped_spans
+                out = join.add_events(result.events, event)
+        except Exception as exc:  # one bad record must not stop the worker: it becomes a dead letter
+            if not isinstance(exc, MalformedRecord):
+                log.exception("normalize failed on %s[%s]@%s", message.topic, message.partition, message.offset)
+            reason = str(exc) if isinstance(exc, MalformedRecord) else f"internal error: {type(exc).__name__}: {exc}"
             counters.dead_letters += 1
-            await dead_letter(topics, stage=STAGE, reason=str(exc), message=message, payload=payload)
+            await dead_letter(topics, stage=STAGE, reason=reason, message=message, payload=payload)
+            event.ack()
             continue
-        except Exception as exc:  # one bad record must not stop the worker
-            log.exception("normalize failed on %s[%s]@%s", message.topic, message.partition, message.offset)
-            counters.dead_letters += 1
-            await dead_letter(
-                topics,
-                stage=STAGE,
-                reason=f"internal error: {type(exc).__name__}: {exc}",
-                message=message,
-                payload=payload,
-            )
-            continue
-        counters.skipped_spans += result.skipped_spans
-        for llm_event in result.events:
-            counters.events += 1
-            await topics.llm_events.send(key=llm_event.session_id.encode(), value=llm_event.model_dump_json().encode())
+        await emit(out, topics, counters)

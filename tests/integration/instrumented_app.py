@@ -1,10 +1,11 @@
 """An app instrumented by a real OpenTelemetry instrumentation library, calling a local fake
 OpenAI-compatible server. Run as a script (instrumentors patch globally, so one per process):
 
-    python -m tests.integration.instrumented_app INSTRUMENTOR OUT_DIR
+    python -m tests.integration.instrumented_app INSTRUMENTOR OUT_DIR [OTLP_ENDPOINT]
 
 It writes what the SDK exporter would send: `traces.pb` (ExportTraceServiceRequest) and
-`logs.pb` (ExportLogsServiceRequest).
+`logs.pb` (ExportLogsServiceRequest); with an endpoint it also exports both over OTLP/HTTP
+with the SDK's own exporters.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ TOOL = {
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         request = json.loads(self.rfile.read(length))
         body = json.dumps(
@@ -71,7 +72,7 @@ def instrument(name: str, tracer_provider, logger_provider) -> None:  # type: ig
         raise SystemExit(f"unknown instrumentor {name}")
 
 
-def main(name: str, out_dir: Path) -> None:
+def main(name: str, out_dir: Path, endpoint: str | None = None) -> None:
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk._logs import LoggerProvider
@@ -90,6 +91,16 @@ def main(name: str, out_dir: Path) -> None:
     logs = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    if endpoint:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+        logger_provider.add_log_record_processor(
+            BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{endpoint}/v1/logs"))
+        )
     instrument(name, tracer_provider, logger_provider)
 
     import openai
@@ -101,10 +112,11 @@ def main(name: str, out_dir: Path) -> None:
         tools=[TOOL],
     )
     server.shutdown()
+    assert tracer_provider.force_flush() and logger_provider.force_flush()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "traces.pb").write_bytes(encode_spans(spans.get_finished_spans()).SerializeToString())
     (out_dir / "logs.pb").write_bytes(encode_logs(logs.get_finished_logs()).SerializeToString())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
