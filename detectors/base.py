@@ -1,7 +1,7 @@
 """The batch-first detector protocol every tier implements.
 
 A detector takes a batch of events and returns, per event, its calibrated category
-scores (0..1) with the thresholds that judge them. Per-item use is a thin wrapper.
+scores (0..1) with the thresholds that judge them; one event is a batch of one.
 Detectors load their models once, in their constructor; `score` never does I/O.
 """
 
@@ -22,7 +22,3 @@ class Detector(Protocol):
     def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
         """Scores for each event of the batch, in order."""
         ...
-
-
-def score_one(detector: Detector, event: LLMEvent) -> tuple[CategoryScore, ...]:
-    return detector.score([event])[0]

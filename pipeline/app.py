@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from pipeline.agents.common import Topics
+from pipeline.agents.common import TopicHandles
 from pipeline.agents.investigate import investigate_stream
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
@@ -49,7 +49,7 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
     def topic(name: str) -> Any:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
 
-    topics = Topics(
+    topics = TopicHandles(
         otlp_spans=topic(names.otlp_spans),
         otlp_logs=topic(names.otlp_logs),
         llm_events=topic(names.llm_events),

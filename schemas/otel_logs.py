@@ -11,23 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from schemas.events import LLMEvent
-from schemas.otel_mapping import Content, MalformedRecord, any_value, attributes_dict, read_message_event
+from schemas.otel_mapping import Content, any_value, attributes_dict, parse_otlp, read_message_event
 
 GENAI_PREFIX = "gen_ai."
 
 
 def parse_logs_request(payload: bytes) -> ExportLogsServiceRequest:
-    request = ExportLogsServiceRequest()
-    try:
-        request.ParseFromString(payload)
-    except DecodeError as exc:
-        raise MalformedRecord(f"not an OTLP ExportLogsServiceRequest: {exc}") from exc
-    return request
+    return parse_otlp(payload, ExportLogsServiceRequest)
 
 
 def event_name(record: LogRecord) -> str:

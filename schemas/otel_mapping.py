@@ -11,9 +11,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -31,6 +32,8 @@ from schemas.events import (
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id")
 MAX_ATTRIBUTE_CHARS = 32_768
 
+OtlpMessage = TypeVar("OtlpMessage", bound=ProtoMessage)
+
 _INDEXED = re.compile(r"^(?P<prefix>.+?)\.(?P<index>\d+)\.(?P<rest>.+)$")
 
 
@@ -44,13 +47,17 @@ class MappingResult:
     skipped_spans: int = 0
 
 
-def parse_trace_request(payload: bytes) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+def parse_otlp(payload: bytes, message_type: type[OtlpMessage]) -> OtlpMessage:
+    request: OtlpMessage = message_type()
     try:
         request.ParseFromString(payload)
     except DecodeError as exc:
-        raise MalformedRecord(f"not an OTLP ExportTraceServiceRequest: {exc}") from exc
+        raise MalformedRecord(f"not an OTLP {message_type.__name__}: {exc}") from exc
     return request
+
+
+def parse_trace_request(payload: bytes) -> ExportTraceServiceRequest:
+    return parse_otlp(payload, ExportTraceServiceRequest)
 
 
 def any_value(value: AnyValue) -> Any:
@@ -230,6 +237,18 @@ class Content:
     tool_calls: list[ToolCall] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)
 
+    def add_call(
+        self, fields: Mapping[str, Any], *, id_key: str = "id", name_key: str = "name", args_key: str = "arguments"
+    ) -> ToolCall:
+        """A tool call from one convention's field names, recorded on the event as well."""
+        call = ToolCall(
+            id=_str_or_none(fields.get(id_key)),
+            name=str(fields.get(name_key) or ""),
+            arguments=_text(fields.get(args_key)),
+        )
+        self.tool_calls.append(call)
+        return call
+
 
 # -- GenAI semantic conventions, current (gen_ai.input.messages & co) ----------------
 
@@ -261,13 +280,7 @@ def _genai_message(raw: Any, content: Content) -> Message:
             continue
         kind = part.get("type")
         if kind == "tool_call":
-            call = ToolCall(
-                id=_str_or_none(part.get("id")),
-                name=str(part.get("name") or ""),
-                arguments=_text(part.get("arguments")),
-            )
-            calls.append(call)
-            content.tool_calls.append(call)
+            calls.append(content.add_call(part))
         elif kind == "tool_call_response":
             call_id = _str_or_none(part.get("id"))
             texts.append(_text(part.get("response") if "response" in part else part.get("result")))
@@ -298,15 +311,7 @@ def _part_text(part: Any) -> str:
 
 def _read_indexed_messages(attrs: Mapping[str, Any], prefix: str, into: list[Message], content: Content) -> None:
     for fields in _indexed(attrs, prefix):
-        calls = []
-        for call_fields in _indexed(fields, "tool_calls"):
-            call = ToolCall(
-                id=_str_or_none(call_fields.get("id")),
-                name=str(call_fields.get("name") or ""),
-                arguments=_text(call_fields.get("arguments")),
-            )
-            calls.append(call)
-            content.tool_calls.append(call)
+        calls = [content.add_call(call_fields) for call_fields in _indexed(fields, "tool_calls")]
         role = str(fields.get("role") or ("assistant" if prefix.endswith("completion") else "user"))
         text = _text(fields.get("content"))
         if role == "system":
@@ -344,15 +349,15 @@ def _read_openinference(attrs: Mapping[str, Any], content: Content) -> None:
             if not text:
                 parts = _indexed(fields, "message.contents")
                 text = "\n".join(_text(p.get("message_content.text")) for p in parts if p.get("message_content.text"))
-            calls = []
-            for call_fields in _indexed(fields, "message.tool_calls"):
-                call = ToolCall(
-                    id=_str_or_none(call_fields.get("tool_call.id")),
-                    name=str(call_fields.get("tool_call.function.name") or ""),
-                    arguments=_text(call_fields.get("tool_call.function.arguments")),
+            calls = [
+                content.add_call(
+                    call_fields,
+                    id_key="tool_call.id",
+                    name_key="tool_call.function.name",
+                    args_key="tool_call.function.arguments",
                 )
-                calls.append(call)
-                content.tool_calls.append(call)
+                for call_fields in _indexed(fields, "message.tool_calls")
+            ]
             if role == "system":
                 content.system.append(text)
                 continue
@@ -434,13 +439,7 @@ def _openai_tool_calls(raw: Any, content: Content) -> list[ToolCall]:
             continue
         nested = item.get("function")
         function: dict[str, Any] = nested if isinstance(nested, dict) else item
-        call = ToolCall(
-            id=_str_or_none(item.get("id")),
-            name=str(function.get("name") or ""),
-            arguments=_text(function.get("arguments")),
-        )
-        calls.append(call)
-        content.tool_calls.append(call)
+        calls.append(content.add_call({**function, "id": item.get("id")}))
     return calls
 
 

@@ -13,6 +13,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyVa
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.settings import Settings
+from schemas.evidence import CategoryScore
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_DIR = Path(os.environ.get("OODWATCH_TEST_MODEL_DIR", REPO / ".oodwatch" / "models"))
@@ -82,3 +83,23 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+class FixedDetector:
+    """A detector with known scores (cycled over the batch), to test plumbing around detectors."""
+
+    name = "fixed"
+    version = "1"
+
+    def __init__(self, *values: float) -> None:
+        self.values = values
+
+    def score(self, events: list[Any]) -> list[tuple[CategoryScore, ...]]:
+        return [
+            (
+                CategoryScore(
+                    category="injection", score=self.values[i % len(self.values)], threshold=0.5, detector=self.name
+                ),
+            )
+            for i in range(len(events))
+        ]

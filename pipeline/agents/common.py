@@ -16,7 +16,7 @@ RECEIVED_HEADER = "oodwatch-received-ns"
 
 
 @dataclass(frozen=True)
-class Topics:
+class TopicHandles:
     otlp_spans: Any
     otlp_logs: Any
     llm_events: Any
@@ -26,7 +26,7 @@ class Topics:
     dead_letters: Any
 
 
-async def dead_letter(topics: Topics, *, stage: str, reason: str, message: Any, payload: bytes) -> None:
+async def dead_letter(topics: TopicHandles, *, stage: str, reason: str, message: Any, payload: bytes) -> None:
     """Keep the bad record with its reason on the dead-letter topic; the stream goes on."""
     letter = DeadLetter.of(
         stage=stage,

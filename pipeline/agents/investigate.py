@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.agents.common import Topics, dead_letter
+from pipeline.agents.common import TopicHandles, dead_letter
 from schemas.evidence import Escalation, EvidenceBundle, Hop, Severity, bundle_id_for
 
 STAGE = "investigate"
@@ -44,7 +44,7 @@ def assemble_bundle(escalation: Escalation, investigated_ns: int) -> EvidenceBun
     )
 
 
-async def investigate_stream(stream: Any, topics: Topics) -> None:
+async def investigate_stream(stream: Any, topics: TopicHandles) -> None:
     async for event in stream.events():
         try:
             escalation = Escalation.model_validate_json(event.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.agents.common import Topics, dead_letter, log, received_ns
+from pipeline.agents.common import TopicHandles, dead_letter, log, received_ns
 from pipeline.agents.log_join import JoinOutput, LogJoin
 from schemas.otel_logs import content_by_span, parse_logs_request
 from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
@@ -25,7 +25,7 @@ class NormalizeCounters:
         self.dead_letters = 0
 
 
-async def emit(out: JoinOutput, topics: Topics, counters: NormalizeCounters) -> None:
+async def emit(out: JoinOutput, topics: TopicHandles, counters: NormalizeCounters) -> None:
     for llm_event in out.events:
         counters.events += 1
         await topics.llm_events.send(key=llm_event.session_id.encode(), value=llm_event.model_dump_json().encode())
@@ -34,7 +34,7 @@ async def emit(out: JoinOutput, topics: Topics, counters: NormalizeCounters) -> 
 
 
 async def normalize_stream(
-    stream: Any, topics: Topics, join: LogJoin, counters: NormalizeCounters, logs_topic: str
+    stream: Any, topics: TopicHandles, join: LogJoin, counters: NormalizeCounters, logs_topic: str
 ) -> None:
     async for event in stream.noack().events():
         message = event.message

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from detectors.base import Detector
 from detectors.text import screening_text
-from pipeline.agents.common import Topics, dead_letter, log
+from pipeline.agents.common import TopicHandles, dead_letter, log
 from pipeline.policy import RoutingPolicy
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening
@@ -63,7 +63,7 @@ class Screener:
 
 
 async def screen_stream(
-    stream: Any, topics: Topics, screener: Screener, executor: Executor, *, batch_size: int, window_s: float
+    stream: Any, topics: TopicHandles, screener: Screener, executor: Executor, *, batch_size: int, window_s: float
 ) -> None:
     loop = asyncio.get_running_loop()
     async for batch in stream.take_events(batch_size, within=window_s):

@@ -11,8 +11,7 @@ import json
 import logging
 import re
 import threading
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -259,18 +258,3 @@ def _bundle_row(b: EvidenceBundle, stored_ns: int) -> list[Any]:
         b.severity.value, b.severity.rank, list(b.categories), b.max_score, b.queue_state, b.judge_status,
         b.policy_version, b.drill_id or "", b.model_dump_json(), _ns(b.created_ns), _ns(stored_ns), 1,
     ]  # fmt: skip
-
-
-def now_ns() -> int:
-    return time.time_ns()
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

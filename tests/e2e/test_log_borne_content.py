@@ -16,10 +16,8 @@ def test_prompt_sent_as_log_records_is_joined_screened_and_escalated(settings, c
         "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "EVENT_ONLY",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.integration.instrumented_app", "otel-genai", str(tmp_path), settings.receiver_url],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    app = [sys.executable, "-m", "tests.integration.instrumented_app", "otel-genai", str(tmp_path)]
+    result = subprocess.run([*app, settings.receiver_url], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     [span_event] = map_request(parse_trace_request((tmp_path / "traces.pb").read_bytes())).events
     assert span_event.input_messages == ()  # the span itself carries no prompt

@@ -5,8 +5,9 @@ from pipeline.agents.screen import Screener
 from pipeline.policy import RoutingPolicy
 from pipeline.store.clickhouse import Store
 from pipeline.store.sink import Sink
+from tests.helpers import FixedDetector
 from tests.integration.kafka_io import produce
-from tests.integration.test_store import FixedDetector, bundle_for, event
+from tests.integration.test_store import bundle_for, event
 
 
 async def wait_for(predicate, timeout_s=30.0):

@@ -7,20 +7,8 @@ from pipeline.agents.screen import Screener
 from pipeline.policy import RoutingPolicy
 from pipeline.store.clickhouse import Store, migrations
 from schemas.events import LLMEvent, Message
-from schemas.evidence import CategoryScore, Escalation
-
-
-class FixedDetector:
-    name = "fixed"
-    version = "1"
-
-    def __init__(self, value):
-        self.value = value
-
-    def score(self, events):
-        return [
-            (CategoryScore(category="injection", score=self.value, threshold=0.5, detector="fixed"),) for _ in events
-        ]
+from schemas.evidence import Escalation
+from tests.helpers import FixedDetector
 
 
 def event(n, text="hello"):

@@ -4,6 +4,7 @@ from pipeline.policy import RoutingPolicy
 from schemas.dead_letter import DeadLetter
 from schemas.events import LLMEvent, Message
 from schemas.evidence import CategoryScore, Decision, Escalation, Severity, bundle_id_for
+from tests.helpers import FixedDetector
 
 
 def score(value, threshold=0.5):
@@ -19,19 +20,6 @@ def test_policy_passes_below_threshold_and_ranks_severity_above():
     assert policy.decide([score(0.99)]).severity is Severity.HIGH
 
 
-class FixedDetector:
-    """Unit tier: a detector with known scores, to test the screener's plumbing."""
-
-    name = "fixed"
-    version = "1"
-
-    def __init__(self, values):
-        self.values = values
-
-    def score(self, events):
-        return [(score(v),) for v in self.values[: len(events)]]
-
-
 def event(n, text="hi"):
     return LLMEvent(
         event_id=f"e{n}", trace_id="t", span_id=f"s{n}", session_id="sess", operation="chat",
@@ -40,7 +28,7 @@ def event(n, text="hi"):
 
 
 def test_screener_emits_one_screening_per_event_in_order():
-    screenings = Screener([FixedDetector([0.1, 0.9])], RoutingPolicy()).screen([event(1), event(2, "attack")])
+    screenings = Screener([FixedDetector(0.1, 0.9)], RoutingPolicy()).screen([event(1), event(2, "attack")])
     assert [s.event_id for s in screenings] == ["e1", "e2"]
     assert [s.decision for s in screenings] == [Decision.PASS, Decision.ESCALATE]
     assert screenings[1].detector_versions == {"fixed": "1"}
@@ -49,7 +37,7 @@ def test_screener_emits_one_screening_per_event_in_order():
 
 
 def test_bundle_is_keyed_by_the_escalating_event_and_keeps_hops():
-    [screening] = Screener([FixedDetector([0.97])], RoutingPolicy()).screen([event(5)])
+    [screening] = Screener([FixedDetector(0.97)], RoutingPolicy()).screen([event(5)])
     bundle = assemble_bundle(Escalation(event=event(5), screening=screening), investigated_ns=99)
     assert (
         bundle.bundle_id
