@@ -194,9 +194,9 @@ class Stack:
                 argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=child_env(self.settings), start_new_session=True,
             )  # fmt: skip
-        except FileNotFoundError as exc:
+        except OSError as exc:  # missing or not executable
             log_file.close()
-            raise LaunchError(f"cannot start {name}: {exc.filename} not found: run `make setup`") from exc
+            raise LaunchError(f"cannot start {name}: {exc.filename}: {exc.strerror}; run `make setup`") from exc
         child = Child(name, process, log_path, log_file)
         self.children.append(child)
         return child
