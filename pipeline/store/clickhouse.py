@@ -171,13 +171,14 @@ class Store:
             result = self._client.query(sql, parameters=parameters or {})
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
-    def queue(self, *, limit: int = 50, state: str = "open") -> list[dict[str, Any]]:
-        """Open escalations ranked by severity, then age (oldest first)."""
+    def queue(self, *, limit: int = 50, state: str = "open", since_ns: int = 0) -> list[dict[str, Any]]:
+        """Escalations in `state` created since `since_ns`, ranked by severity, then age (oldest first)."""
         return self.query(
             "SELECT bundle_id, session_id, service, model, severity, categories, max_score, queue_state, "
             "judge_status, drill_id, created_at FROM evidence_bundles FINAL "
-            "WHERE queue_state = {state:String} ORDER BY severity_rank DESC, created_at ASC LIMIT {limit:UInt32}",
-            {"state": state, "limit": limit},
+            "WHERE queue_state = {state:String} AND created_at >= fromUnixTimestamp64Nano({since:Int64}) "
+            "ORDER BY severity_rank DESC, created_at ASC LIMIT {limit:UInt32}",
+            {"state": state, "limit": limit, "since": since_ns},
         )
 
     def bundle(self, bundle_id: str) -> dict[str, Any] | None:

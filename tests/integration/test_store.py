@@ -98,3 +98,13 @@ def test_stats_since_counts_only_records_received_after_it(store):
     assert store.stats()["screenings"] == 8
     windowed = store.stats(since_ns=since)
     assert (windowed["screenings"], windowed["escalated"], windowed["evidence_bundles"]) == (5, 5, 1)
+
+
+def test_queue_since_shows_only_bundles_created_after_it(store):
+    older = bundle_for(1, 0.99)
+    store.insert_bundles([older], time.time_ns())
+    since = time.time_ns() + 1000
+    newer = bundle_for(2, 0.6).model_copy(update={"created_ns": since + 5})
+    store.insert_bundles([newer], time.time_ns())
+    assert [r["bundle_id"] for r in store.queue()] == [older.bundle_id, newer.bundle_id]
+    assert [r["bundle_id"] for r in store.queue(since_ns=since)] == [newer.bundle_id]
