@@ -27,8 +27,8 @@ class TriageClient:
         result: dict[str, Any] = self._get("/api/stats", since_ns=since_ns)
         return result
 
-    def escalations(self, limit: int = 50, state: str = "open") -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get("/api/escalations", limit=limit, state=state)
+    def escalations(self, limit: int = 50, state: str = "open", since_ns: int = 0) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/api/escalations", limit=limit, state=state, since_ns=since_ns)
         return result
 
     def bundle(self, bundle_id: str) -> dict[str, Any]:

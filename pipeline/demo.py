@@ -49,9 +49,8 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         previous = stats["evidence_bundles"]
         time.sleep(1.0)
         stats = client.stats(since_ns)
-    queue = client.escalations(limit=500)
-    run_sessions = {s.session_id for s in sessions}
-    escalated_sessions = {row["session_id"] for row in queue} & run_sessions
+    queue = client.escalations(limit=500, since_ns=since_ns)
+    escalated_sessions = {row["session_id"] for row in queue} & {s.session_id for s in sessions}
     summary = {
         "events_sent": expected,
         "spans_sent": emitter.spans,

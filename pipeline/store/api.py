@@ -58,8 +58,12 @@ def create_api(
         return {"status": "ready"}
 
     @app.get("/api/escalations", dependencies=auth)
-    async def escalations(limit: Annotated[int, Query(ge=1, le=500)] = 50, state: str = "open") -> list[dict[str, Any]]:
-        return await asyncio.to_thread(store.queue, limit=limit, state=state)
+    async def escalations(
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        state: str = "open",
+        since_ns: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(store.queue, limit=limit, state=state, since_ns=since_ns)
 
     @app.get("/api/escalations/{bundle_id}", dependencies=auth)
     async def escalation(bundle_id: str) -> dict[str, Any]:
