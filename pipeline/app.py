@@ -13,6 +13,7 @@ from pipeline.agents.investigate import investigate_stream
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
+from pipeline.faust_transport import App
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
 
@@ -30,8 +31,9 @@ def build_screener(settings: Settings) -> Screener:
 
 
 def create_app(settings: Settings, *, screener: Screener | None = None) -> faust.App:
-    app = faust.App(
+    app = App(
         settings.app_id,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         topic_partitions=settings.topic_partitions,

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     sink_batch_size: int = 2000
     sink_batch_window_s: float = 0.2
     max_request_bytes: int = 16 * 1024 * 1024
+    #: Upper bound of a consumer's long-poll. tansu does not answer multi-partition fetches
+    #: early, so this bounds each hop's latency there; Kafka answers as soon as data arrives.
+    consumer_fetch_max_wait_ms: int = 100
     #: How long a content-less inference span waits for its log records, and logs for their span.
     log_join_span_wait_s: float = 2.0
     log_join_log_wait_s: float = 10.0

@@ -58,6 +58,7 @@ class Sink:
             session_timeout_ms=6000,
             heartbeat_interval_ms=2000,
             max_poll_records=self.settings.sink_batch_size,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         await self._consumer.start()
         self.ready.set()

@@ -35,3 +35,14 @@ def test_app_factory_builds_an_app_per_call_without_a_broker(tmp_path):
     second = create_app(Settings(data_dir=Path(tmp_path)), screener=screener)
     assert first is not second
     assert {a.name for a in first.agents.values()} >= {"normalize", "screen", "investigate"}
+
+
+async def test_consumer_long_poll_bound_reaches_the_kafka_consumer(tmp_path):
+    """Faust hard-codes a 1500 ms fetch wait; tansu then delays every hop by it."""
+    from pipeline.agents.screen import Screener
+    from pipeline.policy import RoutingPolicy
+
+    app = create_app(Settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=77), screener=Screener([], RoutingPolicy()))
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    await consumer.stop()
+    assert consumer._fetch_max_wait_ms == 77
