@@ -37,6 +37,8 @@ def test_app_factory_builds_an_app_per_call_without_a_broker(tmp_path):
     assert {a.name for a in first.agents.values()} >= {"normalize", "screen", "investigate"}
 
 
+# Faust's consumer thread makes an event loop that is never run here; its __del__ complains.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_consumer_long_poll_bound_reaches_the_kafka_consumer(tmp_path):
     """Faust hard-codes a 1500 ms fetch wait; tansu then delays every hop by it."""
     from pipeline.agents.screen import Screener
