@@ -20,7 +20,7 @@ def test_noida_command_runs_the_binary_not_the_wrapper(tmp_path):
 
 
 def test_unknown_broker_kind_names_the_setting_and_the_choices(tmp_path):
-    with pytest.raises(LaunchError, match="OODWATCH_EMBEDDED_BROKER.*noida.*tansu"):
+    with pytest.raises(LaunchError, match=r"OODWATCH_EMBEDDED_BROKER.*noida.*tansu"):
         broker_command("redpanda", "127.0.0.1", 1, tmp_path)
 
 
