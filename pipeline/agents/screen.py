@@ -68,9 +68,11 @@ async def screen_stream(
     loop = asyncio.get_running_loop()
     async for batch in stream.take_events(batch_size, within=window_s):
         events: list[LLMEvent] = []
+        sources: list[Any] = []
         for event in batch:
             try:
                 events.append(LLMEvent.model_validate_json(event.value))
+                sources.append(event)
             except ValidationError as exc:
                 await dead_letter(
                     topics,
@@ -81,7 +83,16 @@ async def screen_stream(
                 )
         if not events:
             continue
-        screenings = await loop.run_in_executor(executor, screener.screen, events)
+        try:
+            screenings = await loop.run_in_executor(executor, screener.screen, events)
+        except Exception as exc:  # the batch is acked when the loop moves on: keep it as dead letters
+            log.exception("tier-1 screening failed on a batch of %d", len(events))
+            for event in sources:
+                await dead_letter(
+                    topics, stage=STAGE, reason=f"screening failed: {type(exc).__name__}: {exc}",
+                    message=event.message, payload=event.value or b"",
+                )  # fmt: skip
+            continue
         for llm_event, screening in zip(events, screenings, strict=True):
             key = screening.session_id.encode()
             await topics.screenings.send(key=key, value=screening.model_dump_json().encode())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pipeline.store.clickhouse import Store
 
+log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -81,9 +84,9 @@ def create_api(
         return await asyncio.to_thread(store.dead_letters, limit)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Any:
-        from fastapi.responses import JSONResponse
-
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """Logged with its traceback; the caller gets the error's kind, never internals or data."""
+        log.error("triage API error on %s", request.url.path, exc_info=exc)
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
     return app

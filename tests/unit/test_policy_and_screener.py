@@ -56,3 +56,55 @@ def test_dead_letter_id_is_stable_per_source_position():
     )
     c = DeadLetter.of(stage="normalize", reason="bad", topic="t", partition=1, offset=6, payload=b"x", failed_ns=1)
     assert a.dead_letter_id == b.dead_letter_id != c.dead_letter_id
+
+
+class ExplodingDetector:
+    name = "boom"
+    version = "1"
+
+    def score(self, events):
+        raise RuntimeError("model file corrupt")
+
+
+async def test_a_failing_detector_turns_the_batch_into_dead_letters_not_silence():
+    """Unit tier: Faust stream and topics stand in as recorders; the integration tier runs the real ones."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from pipeline.agents.screen import screen_stream
+
+    sent = {"screenings": [], "dead_letters": []}
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        async def send(self, key, value):
+            sent[self.name].append(value)
+
+    topics = SimpleNamespace(
+        screenings=Recorder("screenings"), escalations=Recorder("screenings"), dead_letters=Recorder("dead_letters")
+    )
+    messages = [SimpleNamespace(topic="llm-events", partition=0, offset=i) for i in range(2)]
+    batch = [SimpleNamespace(value=event(i).model_dump_json().encode(), message=m) for i, m in enumerate(messages)]
+
+    class Stream:
+        async def take_events(self, size, within):
+            yield batch
+
+    with ThreadPoolExecutor(1) as executor:
+        await asyncio.wait_for(
+            screen_stream(
+                Stream(),
+                topics,
+                Screener([ExplodingDetector()], RoutingPolicy()),
+                executor,
+                batch_size=8,
+                window_s=0.01,
+            ),
+            5,
+        )
+    assert sent["screenings"] == []
+    assert len(sent["dead_letters"]) == 2
+    assert b"screening failed: RuntimeError: model file corrupt" in sent["dead_letters"][0]
