@@ -25,17 +25,16 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     with stop_signals():
         try:
             stack.start()
-        except KeyboardInterrupt:
-            _say("oodwatch: stopped during start-up")
-            return 0
-        try:
             _say(
-                f"oodwatch is up.\n  OTLP/HTTP   {settings.receiver_url}/v1/traces\n"
+                f"oodwatch is up.\n  OTLP/HTTP   {settings.receiver_url}/v1/traces, /v1/logs\n"
                 f"  Kafka       {settings.bootstrap}\n"
                 f"  triage API  {settings.api_url}/api/escalations (bearer token in {settings.token_file})\n"
                 f"  logs        {stack.log_dir}\nCtrl-C stops everything."
             )
             return wait_until_stopped(stack)
+        except KeyboardInterrupt:  # a stop request before the wait began
+            _say("oodwatch: stopping")
+            return 0
         finally:
             stack.stop()
 

@@ -16,13 +16,20 @@ class StopRequested(KeyboardInterrupt):
     """SIGTERM or SIGINT. A KeyboardInterrupt, so start-up's clean-up path handles it too."""
 
 
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise StopRequested()
-
-
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
-    """Install before the first child starts: a signal at any moment must still stop all of them."""
+    """Install before the first child starts: a signal at any moment must still stop all of them.
+    Only the first signal raises, so a second Ctrl-C cannot interrupt the stopping itself."""
+    requested = False
+
+    def _raise_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal requested
+        if requested:
+            print("oodwatch: already stopping", file=sys.stderr)
+            return
+        requested = True
+        raise StopRequested()
+
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
