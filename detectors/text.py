@@ -12,11 +12,16 @@ from schemas.events import LLMEvent
 MAX_SCREEN_CHARS = 4096
 
 
-def screening_text(event: LLMEvent, limit: int = MAX_SCREEN_CHARS) -> str:
+def attacker_text(event: LLMEvent) -> str:
+    """Everything attacker-reachable on the input side, untruncated (for the rules)."""
+    return screening_text(event, limit=None)
+
+
+def screening_text(event: LLMEvent, limit: int | None = MAX_SCREEN_CHARS) -> str:
     parts: list[str] = []
     parts.extend(m.content for m in event.input_messages if m.role != "system" and m.content)
     parts.extend(call.result for call in event.tool_calls if call.result)
     parts.extend(event.retrieved_documents)
     parts.extend(tool.description for tool in event.tool_definitions if tool.description)
     text = "\n".join(parts)
-    return text[-limit:] if len(text) > limit else text
+    return text[-limit:] if limit is not None and len(text) > limit else text

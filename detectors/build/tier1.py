@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from detectors.build.datasets import SOURCES, LabelledSplit, load_split
-from detectors.tier1_classifier import MODEL_FILE, META_FILE, TIER1_CATEGORY
+from detectors.tier1_classifier import META_FILE, MODEL_FILE, TIER1_CATEGORY
 
 SEED = 1337
 TARGET_FPR = 0.01
@@ -40,7 +40,10 @@ def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport
 
     pipeline = Pipeline(
         [
-            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=60_000, sublinear_tf=True, lowercase=True)),
+            (
+                "tfidf",
+                TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=60_000, sublinear_tf=True, lowercase=True),
+            ),
             ("clf", LogisticRegression(C=8.0, max_iter=2000, class_weight="balanced", random_state=SEED)),
         ]
     )
@@ -72,13 +75,18 @@ def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport
     agreement = min(agreements)
     if agreement < MIN_EXPORT_AGREEMENT:
         model_path.unlink()
-        raise RuntimeError(f"ONNX export disagrees with the trained model: agreement {agreement:.4f} < {MIN_EXPORT_AGREEMENT}")
+        raise RuntimeError(
+            f"ONNX export disagrees with the trained model: agreement {agreement:.4f} < {MIN_EXPORT_AGREEMENT}"
+        )
 
     meta = {
         "name": "tier1-tfidf-lr",
         "version": time.strftime("%Y%m%d") + f"-{_digest(model_path)}",
         "categories": {TIER1_CATEGORY: {"threshold": threshold, "target_fpr": target_fpr}},
-        "sources": {name: {"licence": s.licence, "origin": s.origin, "used_for": "train/validation/test"} for name, s in SOURCES.items()},
+        "sources": {
+            name: {"licence": s.licence, "origin": s.origin, "used_for": "train/validation/test"}
+            for name, s in SOURCES.items()
+        },
         "splits": {f"{s.source}/{s.split}": len(s.texts) for s in [*train, *validation, *test]},
         "test": per_source,
         "export_agreement": agreement,
