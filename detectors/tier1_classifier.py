@@ -1,4 +1,8 @@
-"""Tier 1: the ONNX text classifier that screens every event."""
+"""Tier 1: the ONNX text classifier that screens every event.
+
+One graph, two heads (see detectors/build/tier1.py): `injection` is p(attack), and each
+`injection/<family>` is p(attack) * p(family | attack). Thresholds come with the model.
+"""
 
 from __future__ import annotations
 
@@ -30,38 +34,43 @@ def onnx_providers(prefer_gpu: bool = True) -> list[str]:
     return [*wanted, "CPUExecutionProvider"]
 
 
-class OnnxTextClassifier:
-    """A string-in, probability-out ONNX session. The session is built once."""
+class OnnxTier1:
+    """The exported graph: strings in, category scores out. The session is built once."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, families: Sequence[str]) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name
-        self._output = session.get_outputs()[-1].name
+        self.families = list(families)
 
     @classmethod
-    def load_raw(cls, path: Path, *, threads: int = 1) -> OnnxTextClassifier:
+    def load(cls, path: Path, families: Sequence[str], *, threads: int = 1) -> OnnxTier1:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=onnx_providers())
-        return cls(session)
+        return cls(session, families)
 
     @property
     def providers(self) -> list[str]:
+        """What ONNX Runtime actually uses (a GPU build without CUDA falls back silently)."""
         return list(self._session.get_providers())
 
-    def predict(self, texts: Sequence[str]) -> np.ndarray:
+    def predict(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         if not texts:
-            return np.zeros(0, dtype=np.float32)
+            return {}
         batch = np.asarray(texts, dtype=object).reshape(-1, 1)
-        probabilities = self._session.run([self._output], {self._input: batch})[0]
-        return np.asarray(probabilities)[:, 1]
+        attack, family = self._session.run(["attack_probabilities", "family_probabilities"], {self._input: batch})
+        p_attack = np.asarray(attack)[:, 1]
+        scores = {TIER1_CATEGORY: p_attack}
+        for k, name in enumerate(self.families):
+            scores[f"{TIER1_CATEGORY}/{name}"] = p_attack * np.asarray(family)[:, k]
+        return scores
 
 
 class Tier1Classifier:
-    """Injection/jailbreak score for every event, with the threshold chosen at build time."""
+    """Per-category scores for every event, judged by the thresholds chosen at build time."""
 
     name = "tier1-classifier"
 
@@ -73,9 +82,13 @@ class Tier1Classifier:
                 f"tier-1 model not found in {model_dir}: run `oodwatch models build` (or `make setup`)"
             )
         self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        if "families" not in self.meta:
+            raise FileNotFoundError(
+                f"tier-1 model in {model_dir} is from an older build: run `oodwatch models build --force`"
+            )
         self.version = str(self.meta["version"])
-        self.threshold = float(self.meta["categories"][TIER1_CATEGORY]["threshold"])
-        self._model = OnnxTextClassifier.load_raw(model_path)
+        self.thresholds = {name: float(c["threshold"]) for name, c in self.meta["categories"].items()}
+        self._model = OnnxTier1.load(model_path, self.meta["families"])
         log.info("tier-1 classifier %s loaded with providers %s", self.version, self._model.providers)
 
     @property
@@ -83,8 +96,13 @@ class Tier1Classifier:
         return self._model.providers
 
     def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        probabilities = self._model.predict([screening_text(event) for event in events])
+        scores = self._model.predict([screening_text(event) for event in events])
         return [
-            (CategoryScore(category=TIER1_CATEGORY, score=float(p), threshold=self.threshold, detector=self.name),)
-            for p in probabilities
+            tuple(
+                CategoryScore(
+                    category=category, score=float(scores[category][i]), threshold=threshold, detector=self.name
+                )
+                for category, threshold in self.thresholds.items()
+            )
+            for i in range(len(events))
         ]

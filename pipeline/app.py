@@ -24,10 +24,11 @@ JOIN_EXPIRY_INTERVAL_S = 0.25
 
 
 def build_screener(settings: Settings) -> Screener:
-    """Load tier-1 models once for this worker."""
+    """Tier 1 for this worker: the classifier (loaded once) and the cheap rules."""
+    from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
 
-    return Screener([Tier1Classifier(settings.models_path)], RoutingPolicy())
+    return Screener([Tier1Classifier(settings.models_path), *default_rules()], RoutingPolicy())
 
 
 def create_app(settings: Settings, *, screener: Screener | None = None) -> faust.App:

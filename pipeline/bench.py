@@ -23,6 +23,7 @@ def _events(n: int) -> list[Any]:
 
 
 def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[str, Any]:
+    from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
 
     detector = Tier1Classifier(settings.models_path)
@@ -42,6 +43,13 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
         detector.score([event])
         single.append(time.perf_counter() - t0)
     median_batch = statistics.median(batch_times)
+    rules = default_rules()
+    rule_times = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        for rule in rules:
+            rule.score(batch)
+        rule_times.append(time.perf_counter() - t0)
     return {
         "stage": "tier1",
         "batch_size": batch_size,
@@ -49,6 +57,7 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
         "p50_ms": round(statistics.median(single) * 1000, 4),
         "batch_p50_ms": round(median_batch * 1000, 3),
         "batches": len(batch_times),
+        "rules_events_per_s": round(batch_size / statistics.median(rule_times), 1),
         "providers": detector.providers,
         "model_version": detector.version,
     }

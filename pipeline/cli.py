@@ -91,16 +91,11 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
     if (out / MODEL_FILE).exists() and not args.force:
         _say(f"models already built in {out} (use --force to rebuild)")
         return 0
-    _say(f"building tier-1 classifier into {out} ...")
-    report = build_tier1(out)
-    test = report.meta["test"]
+    _say(f"building the tier-1 classifier into {out} (trains, exports to ONNX, checks the export) ...")
+    card = build_tier1(out).meta
     _say(
-        "  tier1 "
-        + ", ".join(
-            f"{name}: AUC {m['auc']:.3f} TPR {m['tpr_at_threshold']:.3f} FPR {m['fpr_at_threshold']:.3f}"
-            for name, m in test.items()
-        )
-        + f"; export agreement {report.meta['export_agreement']:.4f}"
+        f"  tier1 {card['version']}: S-Labs test AUC {card['auc_test']:.3f}, cross-dataset AUC min "
+        f"{card['auc_cross_min']:.3f}, {card['events_per_s']:.0f} events/s; `oodwatch models card` for the rest"
     )
     return 0
 
@@ -112,8 +107,13 @@ def cmd_models_card(settings: Settings, args: argparse.Namespace) -> int:
     if not path.exists():
         _say(f"no model card at {path}: run `oodwatch models build`")
         return 2
-    meta = json.loads(path.read_text())
-    print(json.dumps({"tier1": meta}, indent=None if args.json else 2))
+    card = json.loads(path.read_text())
+    if args.json:
+        print(json.dumps({"tier1": card}))
+    else:
+        from pipeline.model_card import render
+
+        print(render(card))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 v0: per-category thresholds come with each score (chosen at build time for a target
 false-positive rate); a score far above its threshold is the high-severity fast path.
+Sub-categories (`injection/jailbreak`) explain a decision; only top-level categories route,
+so the routing false-positive rate is the one each top-level threshold was chosen for.
 The version goes into every screening and bundle so a decision can be traced to its rule.
 """
 
@@ -27,7 +29,7 @@ class RoutingPolicy:
     high_severity_score: float = 0.95
 
     def decide(self, scores: Sequence[CategoryScore]) -> RoutingDecision:
-        flagged = [s for s in scores if s.flagged]
+        flagged = [s for s in scores if s.flagged and "/" not in s.category]
         if not flagged:
             return RoutingDecision(Decision.PASS, None, ())
         top = max(flagged, key=lambda s: s.score)
