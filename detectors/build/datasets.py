@@ -26,7 +26,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "jailbreak": (
         "jailbreak", "persona_replacement", "multi_turn", "crescendo", "many_shot", "chain_of_thought",
     ),
-    "extraction": ("training_extraction", "prompt_extraction", "model_fingerprinting", "system_extraction", "prompt_leak"),
+    "extraction": (
+        "training_extraction", "prompt_extraction", "model_fingerprinting", "system_extraction", "prompt_leak",
+    ),
     "agent": ("rag_poisoning", "agent_manipulation", "indirect_injection", "code_execution"),
 }  # fmt: skip
 FAMILY_OF = {category: family for family, categories in FAMILIES.items() for category in categories}
