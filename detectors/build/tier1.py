@@ -1,10 +1,12 @@
 """Train the tier-1 text classifier, export it to ONNX, check the export, write the card.
 
-One ONNX graph: a word 1-2 gram TF-IDF shared by two heads. The attack head (benign vs
-injection/jailbreak, all sources) is Platt-calibrated on validation; the family head
-(neuralchemy's categories, grouped) gives p(family | attack). Category scores:
+One ONNX graph: a word 1-2 gram TF-IDF shared by three heads. The attack head (benign vs
+injection/jailbreak) and the harmful head (benign vs harmful requests) are Platt-calibrated
+on validation; the family head (neuralchemy's categories, grouped) gives p(family | attack).
+Category scores:
   injection            = p(attack)
   injection/<family>   = p(attack) * p(family | attack)
+  harmful              = p(harmful request)
 Thresholds are set on validation for a target false-positive rate. Deterministic: fixed
 seeds, sources read in a fixed order.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from detectors.build.datasets import FAMILIES, SOURCES, LabelledSplit, load_all
-from detectors.tier1_classifier import META_FILE, MODEL_FILE, TIER1_CATEGORY, OnnxTier1
+from detectors.tier1_classifier import HARMFUL_CATEGORY, META_FILE, MODEL_FILE, TIER1_CATEGORY, OnnxTier1
 
 SEED = 1337
 TARGET_FPR = 0.01
@@ -44,27 +46,50 @@ class Heads:
     vectorizer: Any
     attack: Any
     families: Any
+    harmful: Any
 
 
-def _concat(splits: list[LabelledSplit]) -> tuple[list[str], np.ndarray, list[str | None]]:
+@dataclass
+class Rows:
+    texts: list[str]
+    labels: np.ndarray
+    families: list[str | None]
+    weights: np.ndarray
+
+
+def _rows(splits: list[LabelledSplit], task: str) -> Rows:
+    """One head's rows: the rows of its task, and every benign row as a negative."""
     texts: list[str] = []
     labels: list[int] = []
     families: list[str | None] = []
+    weights: list[float] = []
     for split in splits:
-        texts.extend(split.texts)
-        labels.extend(split.labels)
-        families.extend(split.families or [None] * len(split.texts))
-    return texts, np.asarray(labels), families
+        weight = SOURCES[split.source].weight
+        for i, (text, label) in enumerate(zip(split.texts, split.labels, strict=True)):
+            if split.task == task or label == 0:
+                texts.append(text)
+                labels.append(label)
+                families.append(split.families[i] if split.families else None)
+                weights.append(weight)
+    return Rows(texts, np.asarray(labels), families, np.asarray(weights))
 
 
-def fit_attack(texts: list[str], labels: np.ndarray) -> tuple[Any, Any]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
+def _head(features: Any, labels: Any, weights: Any = None) -> Any:
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=MAX_FEATURES, sublinear_tf=True)
-    features = vectorizer.fit_transform(texts)
-    attack = LogisticRegression(C=ATTACK_C, max_iter=3000, random_state=SEED).fit(features, labels)
-    return vectorizer, attack
+    return LogisticRegression(C=ATTACK_C, max_iter=3000, random_state=SEED).fit(features, labels, sample_weight=weights)
+
+
+def fit_vectorizer(texts: list[str]) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=MAX_FEATURES, sublinear_tf=True).fit(texts)
+
+
+def fit_recipe(rows: Rows) -> tuple[Any, Any]:
+    """Vectorizer and one head on the same rows: the recipe the cross-dataset figures retrain."""
+    vectorizer = fit_vectorizer(rows.texts)
+    return vectorizer, _head(vectorizer.transform(rows.texts), rows.labels, rows.weights)
 
 
 def calibrate(attack: Any, features: Any, labels: np.ndarray) -> dict[str, float]:
@@ -103,24 +128,35 @@ def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int
     return float(error)
 
 
-def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport:
-    from sklearn.linear_model import LogisticRegression
+def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport:
     from sklearn.metrics import roc_auc_score
 
     started = time.monotonic()
-    data = load_all()
-    train_texts, train_labels, train_families = _concat([splits["train"] for splits in data.values()])
-    val_texts, val_labels, _ = _concat([splits["validation"] for splits in data.values()])
+    data = load_all(datasets_dir)
+    train = [splits["train"] for splits in data.values()]
+    validation = [splits["validation"] for splits in data.values()]
+    vectorizer = fit_vectorizer([text for split in train for text in split.texts])
 
-    vectorizer, attack = fit_attack(train_texts, train_labels)
-    platt = calibrate(attack, vectorizer.transform(val_texts), val_labels)
-    with_family = [i for i, family in enumerate(train_families) if family]
+    attack_rows = _rows(train, "attack")
+    attack = _head(vectorizer.transform(attack_rows.texts), attack_rows.labels, attack_rows.weights)
+    attack_val = _rows(validation, "attack")
+    val_texts, val_labels = attack_val.texts, attack_val.labels
+    platt = {"attack": calibrate(attack, vectorizer.transform(val_texts), val_labels)}
+
+    with_family = [i for i, family in enumerate(attack_rows.families) if family]
     family_names = sorted(FAMILIES)
-    families = LogisticRegression(C=ATTACK_C, max_iter=3000, random_state=SEED).fit(
-        vectorizer.transform([train_texts[i] for i in with_family]), [train_families[i] for i in with_family]
+    families = _head(
+        vectorizer.transform([attack_rows.texts[i] for i in with_family]),
+        [attack_rows.families[i] for i in with_family],
     )
     assert list(families.classes_) == family_names, families.classes_
-    heads = Heads(vectorizer, attack, families)
+
+    harm_rows = _rows(train, "harmful")
+    harmful = _head(vectorizer.transform(harm_rows.texts), harm_rows.labels, harm_rows.weights)
+    harm_val = _rows(validation, "harmful")
+    harm_val_texts, harm_val_labels = harm_val.texts, harm_val.labels
+    platt["harmful"] = calibrate(harmful, vectorizer.transform(harm_val_texts), harm_val_labels)
+    heads = Heads(vectorizer, attack, families, harmful)
 
     def category_scores(texts: list[str]) -> dict[str, np.ndarray]:
         features = vectorizer.transform(texts)
@@ -129,10 +165,18 @@ def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport
         scores = {TIER1_CATEGORY: p_attack}
         for k, name in enumerate(family_names):
             scores[f"{TIER1_CATEGORY}/{name}"] = p_attack * p_family[:, k]
+        scores[HARMFUL_CATEGORY] = harmful.predict_proba(features)[:, 1]
         return scores
 
     val_scores = category_scores(val_texts)
-    thresholds = {category: threshold_at_fpr(s, val_labels, target_fpr) for category, s in val_scores.items()}
+    thresholds = {
+        category: threshold_at_fpr(s, val_labels, target_fpr)
+        for category, s in val_scores.items()
+        if category != HARMFUL_CATEGORY
+    }
+    thresholds[HARMFUL_CATEGORY] = threshold_at_fpr(
+        category_scores(harm_val_texts)[HARMFUL_CATEGORY], harm_val_labels, target_fpr
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
@@ -140,19 +184,33 @@ def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport
     exported = OnnxTier1.load(model_path, family_names)
 
     tests = {name: splits["test"] for name, splits in data.items()}
+    benign_test = [
+        t for split in tests.values() for t, label in zip(split.texts, split.labels, strict=True) if not label
+    ]
     agreement = 1.0
     per_source: dict[str, Any] = {}
     for name, split in tests.items():
-        labels = np.asarray(split.labels)
-        trained = category_scores(split.texts)[TIER1_CATEGORY]
-        onnx_scores = exported.predict(split.texts)[TIER1_CATEGORY]
-        threshold = thresholds[TIER1_CATEGORY]
-        agreement = min(agreement, float(np.mean((trained >= threshold) == (onnx_scores >= threshold))))
+        category = HARMFUL_CATEGORY if split.task == "harmful" else TIER1_CATEGORY
+        texts, labels = list(split.texts), np.asarray(split.labels)
+        if split.task == "harmful":  # harmful requests against every benign test row
+            texts, labels = texts + benign_test, np.concatenate([labels, np.zeros(len(benign_test), dtype=int)])
+        trained_all, onnx_all = category_scores(texts), exported.predict(texts)
+        threshold = thresholds[category]
+        for routed in (TIER1_CATEGORY, HARMFUL_CATEGORY):
+            same = (trained_all[routed] >= thresholds[routed]) == (onnx_all[routed] >= thresholds[routed])
+            agreement = min(agreement, float(np.mean(same)))
+        onnx_scores = onnx_all[category]
         figures: dict[str, Any] = {
-            "rows": len(labels),
-            "positives": int(labels.sum()),
-            "tpr_at_threshold": float(np.mean(onnx_scores[labels == 1] >= threshold)),
+            "category": category,
+            "rows": len(split.texts),
+            "positives": int(sum(split.labels)),
+            "tpr_at_threshold": float(np.mean(onnx_scores[labels == 1] >= threshold)) if labels.sum() else None,
         }
+        if not labels.any():  # benign-only source: how often does it route?
+            figures["fpr_at_threshold"] = {
+                routed: float(np.mean(onnx_all[routed] >= thresholds[routed]))
+                for routed in (TIER1_CATEGORY, HARMFUL_CATEGORY)
+            }
         if 0 < labels.sum() < len(labels):
             figures.update(
                 auc=float(roc_auc_score(labels, onnx_scores)),
@@ -182,7 +240,9 @@ def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport
                 "licence": source.licence,
                 "origin": source.origin,
                 "used_for": "train, validation (calibration and thresholds), test"
-                + ("" if source.evaluated else "; not a cross-dataset test set"),
+                + ("" if source.evaluated else "; not a cross-dataset test set")
+                + ("" if source.weight == 1.0 else f"; training weight {source.weight}"),
+                "head": source.task,
             }
             for name, source in SOURCES.items()
         },
@@ -193,7 +253,8 @@ def build_tier1(out_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport
         "test": per_source,
         "per_category": per_category_figures(category_scores, tests["neuralchemy"], thresholds, family_names),
         "cross_dataset": cross,
-        "calibration": {"method": "Platt scaling on the validation splits, folded into the head", **platt},
+        "cross_dataset_harmful": cross_dataset_harmful(data),
+        "calibration": {"method": "Platt scaling on the validation splits, folded into each head", **platt},
         "export_agreement": agreement,
         "features": {"kind": "word 1-2 gram TF-IDF (sublinear tf)", "max_features": MAX_FEATURES},
         "model_bytes": model_path.stat().st_size,
@@ -245,15 +306,33 @@ def cross_dataset(data: dict[str, dict[str, LabelledSplit]]) -> dict[str, Any]:
     result = {}
     for held_out in evaluated:
         test = data[held_out]["test"]
-        others = [name for name in SOURCES if name != held_out]
+        others = [name for name, source in SOURCES.items() if name != held_out and source.task == "attack"]
         figures: dict[str, Any] = {}
         for key, names in (("auc", others), ("auc_alone", [n for n in others if SOURCES[n].evaluated])):
-            texts, labels, _ = _concat([data[n]["train"] for n in names])
-            vectorizer, attack = fit_attack(texts, labels)
+            vectorizer, attack = fit_recipe(_rows([data[n]["train"] for n in names], "attack"))
             scores = attack.predict_proba(vectorizer.transform(test.texts))[:, 1]
             figures[key] = float(roc_auc_score(test.labels, scores))
         figures["trained_on"] = others
         result[f"{'+'.join(others)}->{held_out}"] = figures
+    return result
+
+
+def cross_dataset_harmful(data: dict[str, dict[str, LabelledSplit]]) -> dict[str, Any]:
+    """The harmful head trained on one harmful source (plus all benign rows), tested on the other."""
+    from sklearn.metrics import roc_auc_score
+
+    harmful = [name for name, source in SOURCES.items() if source.task == "harmful"]
+    benign_train = [data[n]["train"] for n, s in SOURCES.items() if s.task == "attack"]
+    benign_test = [t for n, s in SOURCES.items() if s.task == "attack" for t, y in
+                   zip(data[n]["test"].texts, data[n]["test"].labels, strict=True) if not y]  # fmt: skip
+    result = {}
+    for held_out in harmful:
+        trained_on = [n for n in harmful if n != held_out]
+        vectorizer, head = fit_recipe(_rows([data[n]["train"] for n in trained_on] + benign_train, "harmful"))
+        test_texts = data[held_out]["test"].texts + data[held_out]["train"].texts + benign_test
+        y = [1] * (len(test_texts) - len(benign_test)) + [0] * len(benign_test)
+        scores = head.predict_proba(vectorizer.transform(test_texts))[:, 1]
+        result[f"{'+'.join(trained_on)}->{held_out}"] = {"auc": float(roc_auc_score(y, scores))}
     return result
 
 
@@ -312,6 +391,10 @@ def export_onnx(heads: Heads) -> bytes:
     )  # fmt: skip
     merged = compose.merge_models(
         merged, head(heads.families, "family_"), io_map=[(features, "family_features")],
-        outputs=["attack_probabilities", "family_probabilities"],
+        outputs=[features, "attack_probabilities", "family_probabilities"],
+    )  # fmt: skip
+    merged = compose.merge_models(
+        merged, head(heads.harmful, "harmful_"), io_map=[(features, "harmful_features")],
+        outputs=["attack_probabilities", "family_probabilities", "harmful_probabilities"],
     )  # fmt: skip
     return bytes(merged.SerializeToString())
