@@ -29,12 +29,16 @@ def render(card: dict[str, Any]) -> str:
         sizes = ", ".join(f"{split} {v['rows']} ({v['positives']} attack)" for split, v in splits.items())
         lines.append(f"  {name:<14} {source['licence']}")
         lines.append(f"  {'':<14} {source['origin']}; {sizes}; used for {source['used_for']}")
-    lines += ["", "test splits          AUC    TPR@1%FPR  at threshold: TPR / FPR   Brier   ECE"]
+    lines += ["", "test splits              AUC    TPR@1%FPR  at threshold: TPR / FPR   Brier   ECE"]
     for name, t in card["test"].items():
+        fpr = t.get("fpr_at_threshold")
+        if isinstance(fpr, dict):  # a benign-only source: how often each routing category fires
+            routed = ", ".join(f"{category} {_pct(value)}" for category, value in fpr.items())
+            lines.append(f"  {name:<14} {'':<7}  benign only ({t['rows']} rows), routed: {routed}")
+            continue
         lines.append(
-            f"  {name:<18} {_num(t.get('auc'))}  {_pct(t.get('tpr_at_1pct_fpr')):>9}  "
-            f"{_pct(t['tpr_at_threshold']):>13} / {_pct(t.get('fpr_at_threshold')):<6} "
-            f"{_num(t.get('brier'))}  {_num(t.get('ece'))}"
+            f"  {name:<14} {t['category']:<7} {_num(t.get('auc'))}  {_pct(t.get('tpr_at_1pct_fpr')):>9}  "
+            f"{_pct(t['tpr_at_threshold']):>13} / {_pct(fpr):<6} {_num(t.get('brier'))}  {_num(t.get('ece'))}"
         )
     lines += ["", "categories (threshold at target FPR on validation; only top-level ones route)"]
     for category, c in card["categories"].items():
@@ -45,9 +49,14 @@ def render(card: dict[str, Any]) -> str:
             if figures
             else ""
         )
-        lines.append(f"  {category:<24} threshold {c['threshold']:.3f}{'' if c['routes'] else ' (explains)'}{extra}")
+        lines.append(
+            f"  {category:<24} threshold {c['threshold']:.3f} at {_pct(c['target_fpr'])} FPR"
+            f"{'' if c['routes'] else ' (explains)'}{extra}"
+        )
     lines += ["", "cross-dataset transfer (train without the test source)"]
     for direction, d in card["cross_dataset"].items():
         lines.append(f"  {direction:<40} AUC {_num(d['auc'])} (other evaluated set alone: {_num(d['auc_alone'])})")
     lines.append(f"  minimum {_num(card['auc_cross_min'])}")
+    for direction, d in card.get("cross_dataset_harmful", {}).items():
+        lines.append(f"  harmful {direction:<32} AUC {_num(d['auc'])}")
     return "\n".join(lines)

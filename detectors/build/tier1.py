@@ -28,6 +28,10 @@ from detectors.tier1_classifier import HARMFUL_CATEGORY, META_FILE, MODEL_FILE, 
 
 SEED = 1337
 TARGET_FPR = 0.01
+#: The harmful-request sets are all imperatives and benign instruction data is scarce in
+#: installable packages, so at 1% the head routed ordinary requests ("Give me three ideas
+#: for dinner"). A tighter operating point trades some recall for that.
+HARMFUL_TARGET_FPR = 0.002
 MIN_EXPORT_AGREEMENT = 0.995
 MAX_FEATURES = 8000  # the graph's TF-IDF output is dense: width is what costs time (8k: ~3x faster than 60k)
 ATTACK_C = 4.0
@@ -57,8 +61,9 @@ class Rows:
     weights: np.ndarray
 
 
-def _rows(splits: list[LabelledSplit], task: str) -> Rows:
-    """One head's rows: the rows of its task, and every benign row as a negative."""
+def _rows(splits: list[LabelledSplit], task: str, *, others_negative: bool = False) -> Rows:
+    """One head's rows: the rows of its task, and every benign row as a negative;
+    with others_negative, the other task's positives too (an injection is not a harmful request)."""
     texts: list[str] = []
     labels: list[int] = []
     families: list[str | None] = []
@@ -66,9 +71,9 @@ def _rows(splits: list[LabelledSplit], task: str) -> Rows:
     for split in splits:
         weight = SOURCES[split.source].weight
         for i, (text, label) in enumerate(zip(split.texts, split.labels, strict=True)):
-            if split.task == task or label == 0:
+            if split.task == task or label == 0 or others_negative:
                 texts.append(text)
-                labels.append(label)
+                labels.append(label if split.task == task else 0)
                 families.append(split.families[i] if split.families else None)
                 weights.append(weight)
     return Rows(texts, np.asarray(labels), families, np.asarray(weights))
@@ -151,7 +156,7 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
     )
     assert list(families.classes_) == family_names, families.classes_
 
-    harm_rows = _rows(train, "harmful")
+    harm_rows = _rows(train, "harmful", others_negative=True)
     harmful = _head(vectorizer.transform(harm_rows.texts), harm_rows.labels, harm_rows.weights)
     harm_val = _rows(validation, "harmful")
     harm_val_texts, harm_val_labels = harm_val.texts, harm_val.labels
@@ -174,8 +179,9 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
         for category, s in val_scores.items()
         if category != HARMFUL_CATEGORY
     }
+    harmful_fpr = min(target_fpr, HARMFUL_TARGET_FPR)
     thresholds[HARMFUL_CATEGORY] = threshold_at_fpr(
-        category_scores(harm_val_texts)[HARMFUL_CATEGORY], harm_val_labels, target_fpr
+        category_scores(harm_val_texts)[HARMFUL_CATEGORY], harm_val_labels, harmful_fpr
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +238,11 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
         "version": time.strftime("%Y%m%d") + "-" + hashlib.sha256(model_path.read_bytes()).hexdigest()[:10],
         "families": family_names,
         "categories": {
-            category: {"threshold": threshold, "target_fpr": target_fpr, "routes": "/" not in category}
+            category: {
+                "threshold": threshold,
+                "target_fpr": harmful_fpr if category == HARMFUL_CATEGORY else target_fpr,
+                "routes": "/" not in category,
+            }
             for category, threshold in thresholds.items()
         },
         "sources": {
@@ -328,7 +338,8 @@ def cross_dataset_harmful(data: dict[str, dict[str, LabelledSplit]]) -> dict[str
     result = {}
     for held_out in harmful:
         trained_on = [n for n in harmful if n != held_out]
-        vectorizer, head = fit_recipe(_rows([data[n]["train"] for n in trained_on] + benign_train, "harmful"))
+        train_rows = _rows([data[n]["train"] for n in trained_on] + benign_train, "harmful", others_negative=True)
+        vectorizer, head = fit_recipe(train_rows)
         test_texts = data[held_out]["test"].texts + data[held_out]["train"].texts + benign_test
         y = [1] * (len(test_texts) - len(benign_test)) + [0] * len(benign_test)
         scores = head.predict_proba(vectorizer.transform(test_texts))[:, 1]
