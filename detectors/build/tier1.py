@@ -408,4 +408,9 @@ def export_onnx(heads: Heads) -> bytes:
         merged, head(heads.harmful, "harmful_"), io_map=[(features, "harmful_features")],
         outputs=["attack_probabilities", "family_probabilities", "harmful_probabilities"],
     )  # fmt: skip
+    # The merge lists opset imports in set order, which follows the process's hash seed:
+    # sorted, the same model is the same bytes in every build.
+    imports = sorted(merged.opset_import, key=lambda entry: entry.domain)
+    del merged.opset_import[:]
+    merged.opset_import.extend(imports)
     return bytes(merged.SerializeToString())
