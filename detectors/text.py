@@ -7,6 +7,9 @@ what the prompt classifier was trained on; both are left out (output checks are 
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from schemas.events import LLMEvent
 
 MAX_SCREEN_CHARS = 4096
@@ -25,3 +28,35 @@ def screening_text(event: LLMEvent, limit: int | None = MAX_SCREEN_CHARS) -> str
     parts.extend(tool.description for tool in event.tool_definitions if tool.description)
     text = "\n".join(parts)
     return text[-limit:] if limit is not None and len(text) > limit else text
+
+
+# Lookalike letters (Cyrillic, Greek, Latin alpha) folded to the Latin letter they imitate.
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕкмтнвАВЕКМНОРСТХαβεικνορτυχɑΑΒΕΙΚΜΝΟΡΤΧ",
+    "aeopcyxijskmthbabekmhopctxabeikvoptuxaabeikmnoptx",
+)
+# Digits and symbols used as letters.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
+                       "!": "i", "|": "l", "€": "e"})  # fmt: skip
+_TOKEN = re.compile(r"\S+")
+_LEET_CHARS = re.compile(r"[0134578@$!|]")
+
+
+def _fold(match: re.Match[str]) -> str:
+    """Only words that already hold Latin letters: "prev!ous" with a Cyrillic e is obfuscation,
+    a wholly Cyrillic word is Russian."""
+    word = match.group(0)
+    if any("a" <= ch <= "z" for ch in word):
+        return word.translate(_CONFUSABLES).translate(_LEET)
+    return word
+
+
+def normalize_for_classifier(text: str) -> str:
+    """NFKC, lower case, and inside words with Latin letters: lookalike letters to Latin and
+    leetspeak to letters, so "!gn0re prev!ous" (with Cyrillic lookalikes) reads as "ignore
+    previous". Applied before the
+    tier-1 model, at build time and at run time."""
+    if text.isascii():  # most traffic: NFKC and lookalikes have nothing to do
+        lowered = text.lower()
+        return _TOKEN.sub(_fold, lowered) if _LEET_CHARS.search(lowered) else lowered
+    return _TOKEN.sub(_fold, unicodedata.normalize("NFKC", text).lower())

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.text import screening_text
+from detectors.text import normalize_for_classifier, screening_text
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore
 
@@ -37,7 +37,8 @@ def onnx_providers(prefer_gpu: bool = True) -> list[str]:
 
 
 class OnnxTier1:
-    """The exported graph: strings in, category scores out. The session is built once."""
+    """The exported graph behind the text normalisation: strings in, category scores out.
+    The session is built once."""
 
     def __init__(self, session: Any, families: Sequence[str]) -> None:
         self._session = session
@@ -62,7 +63,7 @@ class OnnxTier1:
     def predict(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         if not texts:
             return {}
-        batch = np.asarray(texts, dtype=object).reshape(-1, 1)
+        batch = np.asarray([normalize_for_classifier(text) for text in texts], dtype=object).reshape(-1, 1)
         attack, family, harmful = self._session.run(
             ["attack_probabilities", "family_probabilities", "harmful_probabilities"], {self._input: batch}
         )

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from detectors.build.datasets import FAMILIES, SOURCES, LabelledSplit, load_all
+from detectors.text import normalize_for_classifier
 from detectors.tier1_classifier import HARMFUL_CATEGORY, META_FILE, MODEL_FILE, TIER1_CATEGORY, OnnxTier1
 
 SEED = 1337
@@ -88,13 +89,19 @@ def _head(features: Any, labels: Any, weights: Any = None) -> Any:
 def fit_vectorizer(texts: list[str]) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=MAX_FEATURES, sublinear_tf=True).fit(texts)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=MAX_FEATURES, sublinear_tf=True)
+    return vectorizer.fit([normalize_for_classifier(text) for text in texts])
+
+
+def _transform(vectorizer: Any, texts: list[str]) -> Any:
+    """The runtime normalises before the ONNX graph (OnnxTier1.predict); training does the same."""
+    return vectorizer.transform([normalize_for_classifier(text) for text in texts])
 
 
 def fit_recipe(rows: Rows) -> tuple[Any, Any]:
     """Vectorizer and one head on the same rows: the recipe the cross-dataset figures retrain."""
     vectorizer = fit_vectorizer(rows.texts)
-    return vectorizer, _head(vectorizer.transform(rows.texts), rows.labels, rows.weights)
+    return vectorizer, _head(_transform(vectorizer, rows.texts), rows.labels, rows.weights)
 
 
 def calibrate(attack: Any, features: Any, labels: np.ndarray) -> dict[str, float]:
@@ -143,28 +150,28 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
     vectorizer = fit_vectorizer([text for split in train for text in split.texts])
 
     attack_rows = _rows(train, "attack")
-    attack = _head(vectorizer.transform(attack_rows.texts), attack_rows.labels, attack_rows.weights)
+    attack = _head(_transform(vectorizer, attack_rows.texts), attack_rows.labels, attack_rows.weights)
     attack_val = _rows(validation, "attack")
     val_texts, val_labels = attack_val.texts, attack_val.labels
-    platt = {"attack": calibrate(attack, vectorizer.transform(val_texts), val_labels)}
+    platt = {"attack": calibrate(attack, _transform(vectorizer, val_texts), val_labels)}
 
     with_family = [i for i, family in enumerate(attack_rows.families) if family]
     family_names = sorted(FAMILIES)
     families = _head(
-        vectorizer.transform([attack_rows.texts[i] for i in with_family]),
+        _transform(vectorizer, [attack_rows.texts[i] for i in with_family]),
         [attack_rows.families[i] for i in with_family],
     )
     assert list(families.classes_) == family_names, families.classes_
 
     harm_rows = _rows(train, "harmful", others_negative=True)
-    harmful = _head(vectorizer.transform(harm_rows.texts), harm_rows.labels, harm_rows.weights)
+    harmful = _head(_transform(vectorizer, harm_rows.texts), harm_rows.labels, harm_rows.weights)
     harm_val = _rows(validation, "harmful")
     harm_val_texts, harm_val_labels = harm_val.texts, harm_val.labels
-    platt["harmful"] = calibrate(harmful, vectorizer.transform(harm_val_texts), harm_val_labels)
+    platt["harmful"] = calibrate(harmful, _transform(vectorizer, harm_val_texts), harm_val_labels)
     heads = Heads(vectorizer, attack, families, harmful)
 
     def category_scores(texts: list[str]) -> dict[str, np.ndarray]:
-        features = vectorizer.transform(texts)
+        features = _transform(vectorizer, texts)
         p_attack = attack.predict_proba(features)[:, 1]
         p_family = families.predict_proba(features)
         scores = {TIER1_CATEGORY: p_attack}
@@ -266,7 +273,10 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
         "cross_dataset_harmful": cross_dataset_harmful(data),
         "calibration": {"method": "Platt scaling on the validation splits, folded into each head", **platt},
         "export_agreement": agreement,
-        "features": {"kind": "word 1-2 gram TF-IDF (sublinear tf)", "max_features": MAX_FEATURES},
+        "features": {
+            "kind": "word 1-2 gram TF-IDF (sublinear tf) over normalised text (NFKC, lookalikes, leetspeak)",
+            "max_features": MAX_FEATURES,
+        },
         "model_bytes": model_path.stat().st_size,
         "seed": SEED,
     }
@@ -320,7 +330,7 @@ def cross_dataset(data: dict[str, dict[str, LabelledSplit]]) -> dict[str, Any]:
         figures: dict[str, Any] = {}
         for key, names in (("auc", others), ("auc_alone", [n for n in others if SOURCES[n].evaluated])):
             vectorizer, attack = fit_recipe(_rows([data[n]["train"] for n in names], "attack"))
-            scores = attack.predict_proba(vectorizer.transform(test.texts))[:, 1]
+            scores = attack.predict_proba(_transform(vectorizer, test.texts))[:, 1]
             figures[key] = float(roc_auc_score(test.labels, scores))
         figures["trained_on"] = others
         result[f"{'+'.join(others)}->{held_out}"] = figures
@@ -342,7 +352,7 @@ def cross_dataset_harmful(data: dict[str, dict[str, LabelledSplit]]) -> dict[str
         vectorizer, head = fit_recipe(train_rows)
         test_texts = data[held_out]["test"].texts + data[held_out]["train"].texts + benign_test
         y = [1] * (len(test_texts) - len(benign_test)) + [0] * len(benign_test)
-        scores = head.predict_proba(vectorizer.transform(test_texts))[:, 1]
+        scores = head.predict_proba(_transform(vectorizer, test_texts))[:, 1]
         result[f"{'+'.join(trained_on)}->{held_out}"] = {"auc": float(roc_auc_score(y, scores))}
     return result
 

@@ -189,3 +189,20 @@ def test_every_rule_follows_the_batch_protocol():
         assert all(
             s[0].detector == rule.name and s[0].category == rule.category and 0 <= s[0].score <= 1 for s in scores
         )
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("8ypa5s: `!mpor7 оs`", "bypass: `import os`"),  # leetspeak and a Cyrillic o
+        ("!GN0RE рrеv!ous", "ignore previous"),  # Cyrillic r and e inside Latin words
+        ("Привет мир", "привет мир"),  # Russian stays Russian
+        ("at 10:30, costs $5", "at 10:30, costs $5"),  # numbers without letters stay numbers
+        ("ﬁnd the ｆｕｌｌ-width text", "find the full-width text"),  # NFKC
+    ],
+)
+def test_classifier_normalisation_undoes_obfuscation_and_leaves_language_alone(raw, normalised):
+    from detectors.text import normalize_for_classifier
+
+    assert normalize_for_classifier(raw) == normalised
+    assert normalize_for_classifier(normalised) == normalised  # idempotent
