@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import statistics
-import time
+from dataclasses import asdict
 from typing import Any
 
+from detectors.speed import measure
 from pipeline.settings import Settings
 from pipeline.traffic import TrafficGenerator
 
@@ -27,37 +27,14 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
     from detectors.tier1_classifier import Tier1Classifier
 
     detector = Tier1Classifier(settings.models_path)
-    events = _events(max(batch_size, 1024))
-    batches = [events[i : i + batch_size] for i in range(0, len(events) - batch_size + 1, batch_size)]
-    detector.score(batches[0])  # warm-up
-    batch_times = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for batch in batches:
-            t0 = time.perf_counter()
-            detector.score(batch)
-            batch_times.append(time.perf_counter() - t0)
-    single = []
-    for event in events[:500]:
-        t0 = time.perf_counter()
-        detector.score([event])
-        single.append(time.perf_counter() - t0)
-    median_batch = statistics.median(batch_times)
     rules = default_rules()
-    rule_times = []
-    for batch in batches:
-        t0 = time.perf_counter()
-        for rule in rules:
-            rule.score(batch)
-        rule_times.append(time.perf_counter() - t0)
+    events = _events(max(batch_size, 1024))
+    classifier = measure(detector.score, events, batch_size=batch_size, seconds=seconds)
+    all_rules = measure(lambda batch: [rule.score(batch) for rule in rules], events, batch_size=batch_size, seconds=1.0)
     return {
         "stage": "tier1",
-        "batch_size": batch_size,
-        "events_per_s": round(batch_size / median_batch, 1),
-        "p50_ms": round(statistics.median(single) * 1000, 4),
-        "batch_p50_ms": round(median_batch * 1000, 3),
-        "batches": len(batch_times),
-        "rules_events_per_s": round(batch_size / statistics.median(rule_times), 1),
+        **asdict(classifier),
+        "rules_events_per_s": all_rules.events_per_s,
         "providers": detector.providers,
         "model_version": detector.version,
     }

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from detectors.build.datasets import FAMILIES, SOURCES, LabelledSplit, load_all
+from detectors.speed import measure
 from detectors.text import normalize_for_classifier
 from detectors.tier1_classifier import HARMFUL_CATEGORY, META_FILE, MODEL_FILE, TIER1_CATEGORY, OnnxTier1
 
@@ -357,27 +358,12 @@ def cross_dataset_harmful(data: dict[str, dict[str, LabelledSplit]]) -> dict[str
     return result
 
 
-def measure_speed(model: OnnxTier1, texts: list[str], batch: int = 256, seconds: float = 3.0) -> dict[str, Any]:
-    import statistics
-
-    batches = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
-    model.predict(batches[0])
-    timings = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for chunk in batches:
-            t0 = time.perf_counter()
-            model.predict(chunk)
-            timings.append(time.perf_counter() - t0)
-    single = []
-    for text in texts[:500]:
-        t0 = time.perf_counter()
-        model.predict([text])
-        single.append(time.perf_counter() - t0)
+def measure_speed(model: OnnxTier1, texts: list[str]) -> dict[str, Any]:
+    speed = measure(model.predict, texts)
     return {
-        "batch_size": batch,
-        "events_per_s": round(batch / statistics.median(timings), 1),
-        "p50_ms": round(statistics.median(single) * 1000, 4),
+        "batch_size": speed.batch_size,
+        "events_per_s": speed.events_per_s,
+        "p50_ms": speed.p50_ms,
         "measured_on": "the test splits' texts, ONNX Runtime, 1 intra-op thread",
     }
 

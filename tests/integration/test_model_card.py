@@ -35,3 +35,15 @@ def test_card_text_is_readable():
     text = card()
     for heading in ("data sources", "test splits", "categories", "cross-dataset transfer"):
         assert heading in text
+
+
+def test_bench_tier1_prints_measured_json():
+    env = {**os.environ, "OODWATCH_MODEL_DIR": str(MODEL_DIR)}
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "bench", "--stage", "tier1", "--json", "--seconds", "0.5"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["events_per_s"] > 0 and result["p50_ms"] > 0 and result["batch_size"] == 256
+    assert result["rules_events_per_s"] > 0 and result["providers"]
