@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from detectors.embedding import MiniLMEmbedder
 from detectors.text import screening_text
 from schemas.events import LLMEvent
-from schemas.evidence import CategoryScore
+from schemas.evidence import CategoryScore, Exemplar, Tier2Result
 
 TIER2_META = "tier2.json"
 TIER2_ARRAYS = "tier2.npz"
@@ -50,22 +49,6 @@ def ood_percentile(distances: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 def sigmoid(x: np.ndarray) -> np.ndarray:
     result: np.ndarray = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
     return result
-
-
-@dataclass(frozen=True)
-class Exemplar:
-    exemplar_id: str
-    similarity: float
-    label: str
-    source: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Assessment:
-    scores: tuple[CategoryScore, ...]
-    exemplars: tuple[Exemplar, ...]
-    distance: float
 
 
 class EmbeddingAnomalyDetector:
@@ -103,11 +86,11 @@ class EmbeddingAnomalyDetector:
     def head_probability(self, embeddings: np.ndarray) -> np.ndarray:
         return sigmoid(embeddings @ self._head_w + self._head_b)
 
-    def assess(self, events: Sequence[LLMEvent], exemplars: int = 3) -> list[Assessment]:
+    def assess(self, events: Sequence[LLMEvent], exemplars: int = 3) -> list[Tier2Result]:
         embeddings = self.embedder.embed([screening_text(event) for event in events])
         return self.assess_embeddings(embeddings, exemplars)
 
-    def assess_embeddings(self, embeddings: np.ndarray, exemplars: int = 3) -> list[Assessment]:
+    def assess_embeddings(self, embeddings: np.ndarray, exemplars: int = 3) -> list[Tier2Result]:
         distances = self.ood_distance(embeddings)
         percentiles = self.ood_score(distances)
         heads = self.head_probability(embeddings)
@@ -127,7 +110,7 @@ class EmbeddingAnomalyDetector:
                     for j in nearest[i]
                 )
             results.append(
-                Assessment(
+                Tier2Result(
                     scores=(
                         CategoryScore(
                             category=OOD_CATEGORY,
@@ -141,6 +124,7 @@ class EmbeddingAnomalyDetector:
                     ),
                     exemplars=found,
                     distance=float(distance),
+                    detector_version=self.version,
                 )
             )
         return results

@@ -9,7 +9,7 @@ from typing import Any
 import faust
 
 from pipeline.agents.common import TopicHandles
-from pipeline.agents.investigate import investigate_stream
+from pipeline.agents.investigate import Investigator, investigate_stream
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
@@ -31,7 +31,19 @@ def build_screener(settings: Settings) -> Screener:
     return Screener([Tier1Classifier(settings.models_path), *default_rules()], RoutingPolicy())
 
 
-def create_app(settings: Settings, *, screener: Screener | None = None) -> faust.App:
+def build_investigator(settings: Settings) -> Investigator:
+    """Tier 2 for this worker, when its model is built; bundles say when it is not."""
+    from detectors.ood import TIER2_META, EmbeddingAnomalyDetector
+
+    if not (settings.models_path / TIER2_META).exists():
+        log.warning("tier-2 model not in %s: bundles will carry tier-1 evidence only", settings.models_path)
+        return Investigator(None)
+    return Investigator(EmbeddingAnomalyDetector(settings.models_path))
+
+
+def create_app(
+    settings: Settings, *, screener: Screener | None = None, investigator: Investigator | None = None
+) -> faust.App:
     app = App(
         settings.app_id,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
@@ -62,7 +74,9 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
         dead_letters=topic(names.dead_letters),
     )
     hot_path = screener or build_screener(settings)
+    escalation_path = investigator or build_investigator(settings)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
+    tier2_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
     counters = NormalizeCounters()
     join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
     otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
@@ -88,7 +102,10 @@ def create_app(settings: Settings, *, screener: Screener | None = None) -> faust
 
     @app.agent(topics.escalations, name="investigate")
     async def investigate(stream: Any) -> None:
-        await investigate_stream(stream, topics)
+        await investigate_stream(
+            stream, topics, escalation_path, tier2_executor, batch_size=settings.investigate_batch_size,
+            window_s=settings.screen_batch_window_s,
+        )  # fmt: skip
 
     @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_counters() -> None:

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     api_token: SecretStr = SecretStr("")
     screen_batch_size: int = 256
     screen_batch_window_s: float = 0.05
+    investigate_batch_size: int = 32
     sink_batch_size: int = 2000
     sink_batch_window_s: float = 0.2
     max_request_bytes: int = 16 * 1024 * 1024

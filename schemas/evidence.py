@@ -85,6 +85,29 @@ class Escalation(BaseModel):
     screening: Screening
 
 
+class Exemplar(BaseModel):
+    """A labelled example the event resembles, with the cosine similarity of their embeddings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exemplar_id: str
+    similarity: float
+    label: str
+    source: str
+    text: str
+
+
+class Tier2Result(BaseModel):
+    """Tier 2 on one event: OOD percentile and head scores, the raw distance, nearest exemplars."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scores: tuple[CategoryScore, ...]
+    exemplars: tuple[Exemplar, ...] = ()
+    distance: float
+    detector_version: str = ""
+
+
 class Hop(BaseModel):
     """One stage's wall-clock stamp, so per-hop latency is measured server side."""
 
@@ -110,6 +133,7 @@ class EvidenceBundle(BaseModel):
     max_score: float
     events: tuple[LLMEvent, ...]
     screenings: tuple[Screening, ...]
+    tier2: tuple[Tier2Result, ...] = ()
     judge_status: str = "unjudged"
     judge_verdict: str | None = None
     judge_rationale: str | None = None

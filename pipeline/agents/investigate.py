@@ -1,25 +1,31 @@
-"""investigate: escalations -> evidence bundles.
+"""investigate: escalations -> evidence bundles, with tier 2 on every escalated event.
 
-Tiers 2 and 3 plug in here; until they do, a bundle carries the tier-1 evidence and is
-marked unjudged for the human queue.
+Tier 3 (the reasoning monitor) plugs in here next; until then a bundle is marked unjudged
+for the human queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.agents.common import TopicHandles, dead_letter
-from schemas.evidence import Escalation, EvidenceBundle, Hop, Severity, bundle_id_for
+from pipeline.agents.common import TopicHandles, dead_letter, log
+from schemas.evidence import Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
 
 STAGE = "investigate"
 
 
-def assemble_bundle(escalation: Escalation, investigated_ns: int) -> EvidenceBundle:
+def assemble_bundle(escalation: Escalation, investigated_ns: int, tier2: Tier2Result | None = None) -> EvidenceBundle:
     event, screening = escalation.event, escalation.screening
-    flagged = [s for s in screening.scores if s.flagged]
+    flagged = {s.category for s in screening.scores if s.flagged}
+    if tier2 is not None:
+        flagged |= {f"tier2:{s.category}" for s in tier2.scores if s.flagged}
+    note = "tier 2 not built (oodwatch models build)" if tier2 is None else _tier2_note(tier2)
     return EvidenceBundle(
         bundle_id=bundle_id_for(event.event_id),
         session_id=event.session_id,
@@ -27,35 +33,72 @@ def assemble_bundle(escalation: Escalation, investigated_ns: int) -> EvidenceBun
         service=event.service,
         model=event.model,
         severity=screening.severity or Severity.MEDIUM,
-        categories=tuple(sorted({s.category for s in flagged})),
+        categories=tuple(sorted(flagged)),
         max_score=screening.max_score,
         events=(event,),
         screenings=(screening,),
+        tier2=() if tier2 is None else (tier2,),
         hops=(
             Hop(stage="received", at_ns=event.received_ns),
             Hop(stage="normalized", at_ns=event.normalized_ns),
             Hop(stage="screened", at_ns=screening.screened_ns, note="; ".join(screening.reasons)),
-            Hop(stage="investigated", at_ns=investigated_ns, note="tier 2/3 not configured: unjudged"),
+            Hop(stage="investigated", at_ns=investigated_ns, note=f"{note}; tier 3 not configured: unjudged"),
         ),
         policy_version=screening.policy_version,
-        detector_versions=screening.detector_versions,
+        detector_versions={
+            **screening.detector_versions,
+            **({} if tier2 is None else {"tier2": tier2.detector_version}),
+        },
         drill_id=event.drill_id,
         created_ns=investigated_ns,
     )
 
 
-async def investigate_stream(stream: Any, topics: TopicHandles) -> None:
-    async for event in stream.events():
-        try:
-            escalation = Escalation.model_validate_json(event.value)
-        except ValidationError as exc:
-            await dead_letter(
-                topics,
-                stage=STAGE,
-                reason=f"not an Escalation: {exc.errors()[:3]}",
-                message=event.message,
-                payload=event.value or b"",
-            )
+def _tier2_note(result: Tier2Result) -> str:
+    return "tier 2: " + ", ".join(f"{s.category} {s.score:.3f} (threshold {s.threshold:.3f})" for s in result.scores)
+
+
+class Investigator:
+    """The escalation path's models, loaded once per worker. Tier 2 is optional: without it
+    bundles still carry tier 1's evidence."""
+
+    def __init__(self, tier2: Any | None) -> None:
+        self.tier2 = tier2
+
+    def investigate(self, escalations: Sequence[Escalation]) -> list[EvidenceBundle]:
+        results = self.tier2.assess([e.event for e in escalations]) if self.tier2 else [None] * len(escalations)
+        investigated_ns = time.time_ns()
+        return [assemble_bundle(e, investigated_ns, r) for e, r in zip(escalations, results, strict=True)]
+
+
+async def investigate_stream(
+    stream: Any, topics: TopicHandles, investigator: Investigator, executor: Executor, *, batch_size: int,
+    window_s: float,
+) -> None:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    async for batch in stream.take_events(batch_size, within=window_s):
+        escalations: list[Escalation] = []
+        sources: list[Any] = []
+        for event in batch:
+            try:
+                escalations.append(Escalation.model_validate_json(event.value))
+                sources.append(event)
+            except ValidationError as exc:
+                await dead_letter(
+                    topics, stage=STAGE, reason=f"not an Escalation: {exc.errors()[:3]}", message=event.message,
+                    payload=event.value or b"",
+                )  # fmt: skip
+        if not escalations:
             continue
-        bundle = assemble_bundle(escalation, time.time_ns())
-        await topics.evidence.send(key=bundle.session_id.encode(), value=bundle.model_dump_json().encode())
+        try:
+            bundles = await loop.run_in_executor(executor, investigator.investigate, escalations)
+        except Exception as exc:  # the batch is acked when the loop moves on: keep it as dead letters
+            log.exception("investigation failed on a batch of %d", len(escalations))
+            for event in sources:
+                await dead_letter(
+                    topics, stage=STAGE, reason=f"investigation failed: {type(exc).__name__}: {exc}",
+                    message=event.message, payload=event.value or b"",
+                )  # fmt: skip
+            continue
+        for bundle in bundles:
+            await topics.evidence.send(key=bundle.session_id.encode(), value=bundle.model_dump_json().encode())

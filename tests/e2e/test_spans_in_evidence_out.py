@@ -46,6 +46,8 @@ def test_spans_through_otlp_are_all_screened_and_attacks_have_bundles(settings, 
     assert bundle["bundle_id"] == top["bundle_id"] and bundle["queue_state"] == "open"
     assert bundle["events"][0]["input_messages"] or bundle["events"][0]["tool_calls"]
     assert [h["stage"] for h in bundle["hops"]] == ["received", "normalized", "screened", "investigated"]
+    [tier2] = bundle["tier2"]  # tier 2 ran on the escalated event
+    assert [s["category"] for s in tier2["scores"]] == ["ood", "injection"] and len(tier2["exemplars"]) == 3
     routing = [s for s in bundle["screenings"][0]["scores"] if "/" not in s["category"]]
     assert any(s["score"] >= s["threshold"] for s in routing)  # the classifier or a rule flagged it
     ranks = {"critical": 4, "high": 3, "medium": 2, "low": 1}

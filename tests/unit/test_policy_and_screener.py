@@ -108,3 +108,34 @@ async def test_a_failing_detector_turns_the_batch_into_dead_letters_not_silence(
     assert sent["screenings"] == []
     assert len(sent["dead_letters"]) == 2
     assert b"screening failed: RuntimeError: model file corrupt" in sent["dead_letters"][0]
+
+
+def test_investigator_puts_tier2_results_and_flags_into_the_bundle():
+    from pipeline.agents.investigate import Investigator
+    from schemas.evidence import Exemplar, Tier2Result
+
+    class FakeTier2:
+        """Unit tier: stands in for the embedding model; the integration tier loads the real one."""
+
+        def assess(self, events):
+            return [
+                Tier2Result(
+                    scores=(
+                        CategoryScore(category="ood", score=0.4, threshold=0.99, detector="tier2-embedding"),
+                        CategoryScore(category="injection", score=0.97, threshold=0.9, detector="tier2-embedding"),
+                    ),
+                    exemplars=(Exemplar(exemplar_id="x1", similarity=0.8, label="attack", source="s-labs", text="t"),),
+                    distance=0.3,
+                    detector_version="t2-v",
+                )
+                for _ in events
+            ]
+
+    [screening] = Screener([FixedDetector(0.97)], RoutingPolicy()).screen([event(7)])
+    [bundle] = Investigator(FakeTier2()).investigate([Escalation(event=event(7), screening=screening)])
+    assert bundle.tier2[0].exemplars[0].exemplar_id == "x1"
+    assert bundle.categories == ("injection", "tier2:injection")
+    assert bundle.detector_versions["tier2"] == "t2-v"
+    assert "tier 2: ood 0.400 (threshold 0.990), injection 0.970" in bundle.hops[-1].note
+    [without] = Investigator(None).investigate([Escalation(event=event(7), screening=screening)])
+    assert without.tier2 == () and "tier 2 not built" in without.hops[-1].note

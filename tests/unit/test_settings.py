@@ -27,12 +27,13 @@ def test_defaults_use_the_embedded_broker_and_store(tmp_path):
 
 
 def test_app_factory_builds_an_app_per_call_without_a_broker(tmp_path):
+    from pipeline.agents.investigate import Investigator
     from pipeline.agents.screen import Screener
     from pipeline.policy import RoutingPolicy
 
     screener = Screener([], RoutingPolicy())
-    first = create_app(Settings(data_dir=Path(tmp_path)), screener=screener)
-    second = create_app(Settings(data_dir=Path(tmp_path)), screener=screener)
+    first = create_app(Settings(data_dir=Path(tmp_path)), screener=screener, investigator=Investigator(None))
+    second = create_app(Settings(data_dir=Path(tmp_path)), screener=screener, investigator=Investigator(None))
     assert first is not second
     assert {a.name for a in first.agents.values()} >= {"normalize", "screen", "investigate"}
 
@@ -41,10 +42,15 @@ def test_app_factory_builds_an_app_per_call_without_a_broker(tmp_path):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_consumer_long_poll_bound_reaches_the_kafka_consumer(tmp_path):
     """Faust hard-codes a 1500 ms fetch wait; tansu then delays every hop by it."""
+    from pipeline.agents.investigate import Investigator
     from pipeline.agents.screen import Screener
     from pipeline.policy import RoutingPolicy
 
-    app = create_app(Settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=77), screener=Screener([], RoutingPolicy()))
+    app = create_app(
+        Settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=77),
+        screener=Screener([], RoutingPolicy()),
+        investigator=Investigator(None),
+    )
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     await consumer.stop()
     assert consumer._fetch_max_wait_ms == 77
