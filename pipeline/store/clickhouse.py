@@ -206,9 +206,10 @@ class Store:
             since,
         )[0]
         bundles = self.query(
-            f"SELECT count() AS n FROM evidence_bundles FINAL WHERE created_at >= {after}",
+            "SELECT count() AS n, countIf(arrayExists(c -> startsWith(c, 'tier2:'), categories)) AS tier2 "
+            f"FROM evidence_bundles FINAL WHERE created_at >= {after}",
             since,
-        )[0]["n"]
+        )[0]
         dead = self.query(
             "SELECT count() AS n FROM dead_letters FINAL WHERE failed_at >= fromUnixTimestamp64Nano({since:Int64})",
             since,
@@ -222,7 +223,8 @@ class Store:
         return {
             "screenings": int(screened["screenings"]),
             "escalated": int(screened["escalated"]),
-            "evidence_bundles": int(bundles),
+            "evidence_bundles": int(bundles["n"]),
+            "tier2_flagged": int(bundles["tier2"]),
             "dead_letters": int(dead),
             "e2e_p50_ms": quantiles[0],
             "e2e_p95_ms": quantiles[1],

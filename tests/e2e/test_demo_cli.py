@@ -33,5 +33,6 @@ def test_demo_json_reports_every_event_screened(tmp_path):
         assert key in summary
     assert summary["events_screened"] == summary["events_sent"] >= 400
     assert summary["evidence_bundles"] >= 1 and summary["evidence_bundles"] == summary["escalated"]
+    assert 0 <= summary["tier2_flagged"] <= summary["evidence_bundles"]
     assert summary["dead_letters"] == 0
     assert 0 < summary["e2e_p50_ms"] <= summary["e2e_p99_ms"]
