@@ -28,7 +28,7 @@ def build_screener(settings: Settings) -> Screener:
     from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
 
-    return Screener([Tier1Classifier(settings.models_path), *default_rules()], RoutingPolicy())
+    return Screener([Tier1Classifier(settings.models_path), *default_rules()], RoutingPolicy.load(settings.policy_file))
 
 
 def build_investigator(settings: Settings) -> Investigator:
@@ -78,6 +78,16 @@ def create_app(
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
     tier2_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
     counters = NormalizeCounters()
+    # Accumulated risk per session. The changelog partition is hashed from the key (raw
+    # session-id bytes, as llm-events is keyed), not taken from a "current event", which a
+    # micro-batch does not have: a session's events and its row share a partition.
+    session_risk = app.Table(
+        "session-risk",
+        default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        partitions=settings.topic_partitions,
+        use_partitioner=True,
+    )
     join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
     otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
 
@@ -98,6 +108,7 @@ def create_app(
             executor,
             batch_size=settings.screen_batch_size,
             window_s=settings.screen_batch_window_s,
+            sessions=session_risk,
         )
 
     @app.agent(topics.escalations, name="investigate")

@@ -1,18 +1,48 @@
-"""Routing policy: which screenings escalate, and how severe they are.
+"""Routing policy: which screenings escalate, which are uncertain, and how severe they are.
 
-v0: per-category thresholds come with each score (chosen at build time for a target
-false-positive rate); a score far above its threshold is the high-severity fast path.
-Sub-categories (`injection/jailbreak`) explain a decision; only top-level categories route,
-so the routing false-positive rate is the one each top-level threshold was chosen for.
-The version goes into every screening and bundle so a decision can be traced to its rule.
+Loaded from YAML (a default ships in pipeline/policies/), versioned; the version goes into
+every screening and bundle so a decision can be traced to its rule. Only top-level
+categories route (`injection/jailbreak` explains a decision; `injection` makes it), so the
+routing false-positive rate is the one each threshold was chosen for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.evidence import CategoryScore, Decision, Severity
+
+DEFAULT_POLICY = "default.yaml"
+
+
+class CategoryRule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float | Literal["model"] = "model"
+    uncertain_band: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
+    high: float = 0.95
+
+
+class SessionRule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    uncertain_weight: Annotated[float, Field(ge=0.0)] = 0.5
+    escalate_at: Annotated[float, Field(gt=0.0)] = 1.0
+    half_life_s: Annotated[float, Field(gt=0.0)] = 900.0
+
+
+@dataclass(frozen=True)
+class SessionRisk:
+    """Accumulated risk of one session at one moment (kept in a Faust table by the screen agent)."""
+
+    risk: float = 0.0
+    at_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -20,19 +50,68 @@ class RoutingDecision:
     decision: Decision
     severity: Severity | None
     reasons: tuple[str, ...]
+    session: SessionRisk
 
 
-@dataclass(frozen=True)
-class RoutingPolicy:
-    version: str = "v0"
-    #: A flagged score at or above this is high severity, not medium.
-    high_severity_score: float = 0.95
+class RoutingPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def decide(self, scores: Sequence[CategoryScore]) -> RoutingDecision:
-        flagged = [s for s in scores if s.flagged and "/" not in s.category]
-        if not flagged:
-            return RoutingDecision(Decision.PASS, None, ())
-        top = max(flagged, key=lambda s: s.score)
-        severity = Severity.HIGH if top.score >= self.high_severity_score else Severity.MEDIUM
-        reasons = tuple(f"{s.detector}:{s.category} {s.score:.3f} >= {s.threshold:.3f}" for s in flagged)
-        return RoutingDecision(Decision.ESCALATE, severity, reasons)
+    version: str
+    default: CategoryRule = CategoryRule()
+    categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    session: SessionRule = SessionRule()
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> RoutingPolicy:
+        import yaml
+
+        text = path.read_text() if path else resources.files("pipeline.policies").joinpath(DEFAULT_POLICY).read_text()
+        return cls.model_validate(yaml.safe_load(text))
+
+    def rule(self, category: str) -> CategoryRule:
+        return self.categories.get(category, self.default)
+
+    def decide(
+        self, scores: Sequence[CategoryScore], previous: SessionRisk = SessionRisk(), now_ns: int = 0
+    ) -> RoutingDecision:
+        """High: fast path. Flagged: escalate. Uncertain: a second look (tier 2), and it adds to
+        the session's decayed risk, which escalates the event once it reaches `escalate_at`."""
+        flagged: list[tuple[CategoryScore, float]] = []
+        uncertain: list[tuple[CategoryScore, float]] = []
+        high = False
+        for score in scores:
+            if "/" in score.category:
+                continue
+            rule = self.rule(score.category)
+            threshold = score.threshold if rule.threshold == "model" else float(rule.threshold)
+            if score.score >= threshold:
+                flagged.append((score, threshold))
+                high = high or score.score >= rule.high
+            elif score.score >= threshold * (1.0 - rule.uncertain_band):
+                uncertain.append((score, threshold))
+        risk = _decayed(previous, now_ns, self.session.half_life_s)
+        if uncertain and not flagged:
+            risk += self.session.uncertain_weight * max(s.score / t for s, t in uncertain)
+        session = SessionRisk(risk=risk, at_ns=now_ns)
+        reasons = tuple(_reason(s, t) for s, t in flagged)
+        if flagged:
+            return RoutingDecision(Decision.ESCALATE, Severity.HIGH if high else Severity.MEDIUM, reasons, session)
+        if uncertain and risk >= self.session.escalate_at:
+            why = f"session risk {risk:.2f} >= {self.session.escalate_at:.2f} from repeated uncertain signals"
+            signals = tuple(_reason(s, t, "~") for s, t in uncertain)
+            return RoutingDecision(Decision.ESCALATE, Severity.MEDIUM, (why, *signals), session)
+        if uncertain:
+            return RoutingDecision(
+                Decision.UNCERTAIN, Severity.LOW, tuple(_reason(s, t, "~") for s, t in uncertain), session
+            )
+        return RoutingDecision(Decision.PASS, None, (), session)
+
+
+def _decayed(previous: SessionRisk, now_ns: int, half_life_s: float) -> float:
+    if previous.risk <= 0.0 or previous.at_ns <= 0 or now_ns <= previous.at_ns:
+        return previous.risk
+    return float(previous.risk * 0.5 ** ((now_ns - previous.at_ns) / 1e9 / half_life_s))
+
+
+def _reason(score: CategoryScore, threshold: float, relation: str = ">=") -> str:
+    return f"{score.detector}:{score.category} {score.score:.3f} {relation} {threshold:.3f}"

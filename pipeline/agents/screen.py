@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from detectors.base import Detector
 from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, dead_letter, log
-from pipeline.policy import RoutingPolicy
+from pipeline.policy import RoutingPolicy, SessionRisk
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening
 
@@ -22,22 +22,35 @@ EXCERPT_CHARS = 280
 
 
 class Screener:
-    """The tier-1 hot path, built once per worker: detectors + policy over a batch."""
+    """The tier-1 hot path, built once per worker: detectors + policy over a batch.
+
+    `score` is the heavy part and runs off the event loop; `route` reads and writes the
+    session table, so it runs on the loop (Faust tables are not thread-safe). Table values
+    are `[risk, at_ns]` lists, so they serialise as JSON."""
 
     def __init__(self, detectors: Sequence[Detector], policy: RoutingPolicy) -> None:
         self.detectors = list(detectors)
         self.policy = policy
         self.versions = {d.name: d.version for d in self.detectors}
 
-    def screen(self, events: Sequence[LLMEvent]) -> list[Screening]:
+    def score(self, events: Sequence[LLMEvent]) -> list[list[CategoryScore]]:
         per_event: list[list[CategoryScore]] = [[] for _ in events]
         for detector in self.detectors:
             for scores, found in zip(per_event, detector.score(events), strict=True):
                 scores.extend(found)
+        return per_event
+
+    def route(
+        self, events: Sequence[LLMEvent], scores: Sequence[list[CategoryScore]], sessions: MutableMapping[str, Any]
+    ) -> list[Screening]:
         screened_ns = time.time_ns()
         screenings = []
-        for event, scores in zip(events, per_event, strict=True):
-            routing = self.policy.decide(scores)
+        for event, event_scores in zip(events, scores, strict=True):
+            stored = sessions.get(event.session_id)
+            previous = SessionRisk(*stored) if stored else SessionRisk()
+            routing = self.policy.decide(event_scores, previous, now_ns=event.received_ns or screened_ns)
+            if routing.session.risk > 0 or previous.risk > 0:  # benign sessions cost no table write
+                sessions[event.session_id] = [routing.session.risk, routing.session.at_ns]
             screenings.append(
                 Screening(
                     event_id=event.event_id,
@@ -46,7 +59,7 @@ class Screener:
                     service=event.service,
                     model=event.model,
                     operation=event.operation,
-                    scores=tuple(scores),
+                    scores=tuple(event_scores),
                     decision=routing.decision,
                     severity=routing.severity,
                     reasons=routing.reasons,
@@ -61,10 +74,22 @@ class Screener:
             )
         return screenings
 
+    def screen(self, events: Sequence[LLMEvent], sessions: MutableMapping[str, Any] | None = None) -> list[Screening]:
+        return self.route(events, self.score(events), {} if sessions is None else sessions)
+
 
 async def screen_stream(
-    stream: Any, topics: TopicHandles, screener: Screener, executor: Executor, *, batch_size: int, window_s: float
+    stream: Any,
+    topics: TopicHandles,
+    screener: Screener,
+    executor: Executor,
+    *,
+    batch_size: int,
+    window_s: float,
+    sessions: MutableMapping[str, Any] | None = None,
 ) -> None:
+    """`sessions` is the session-risk table (a Faust table in the worker)."""
+    session_table: MutableMapping[str, Any] = {} if sessions is None else sessions
     loop = asyncio.get_running_loop()
     async for batch in stream.take_events(batch_size, within=window_s):
         events: list[LLMEvent] = []
@@ -84,7 +109,7 @@ async def screen_stream(
         if not events:
             continue
         try:
-            screenings = await loop.run_in_executor(executor, screener.screen, events)
+            scores = await loop.run_in_executor(executor, screener.score, events)
         except Exception as exc:  # the batch is acked when the loop moves on: keep it as dead letters
             log.exception("tier-1 screening failed on a batch of %d", len(events))
             for event in sources:
@@ -93,10 +118,11 @@ async def screen_stream(
                     message=event.message, payload=event.value or b"",
                 )  # fmt: skip
             continue
+        screenings = screener.route(events, scores, session_table)
         for llm_event, screening in zip(events, screenings, strict=True):
             key = screening.session_id.encode()
             await topics.screenings.send(key=key, value=screening.model_dump_json().encode())
-            if screening.decision is Decision.ESCALATE:
+            if screening.decision is not Decision.PASS:  # uncertain ones get tier 2's second look
                 escalation = Escalation(event=llm_event, screening=screening)
                 await topics.escalations.send(key=key, value=escalation.model_dump_json().encode())
                 log.info("escalated", extra={"event_id": screening.event_id, "session_id": screening.session_id})

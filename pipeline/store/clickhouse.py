@@ -198,6 +198,7 @@ class Store:
         after = "fromUnixTimestamp64Nano({since:Int64})"
         screened = self.query(
             "SELECT count() AS screenings, countIf(decision = 'escalate') AS escalated, "
+            "countIf(decision = 'uncertain') AS uncertain, "
             "quantiles(0.5, 0.95, 0.99)(dateDiff('microsecond', received_at, stored_at) / 1000.0) AS e2e_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', received_at, normalized_at) / 1000.0) AS normalize_ms, "
             "quantiles(0.5, 0.99)(dateDiff('microsecond', normalized_at, screened_at) / 1000.0) AS screen_ms, "
@@ -223,6 +224,7 @@ class Store:
         return {
             "screenings": int(screened["screenings"]),
             "escalated": int(screened["escalated"]),
+            "uncertain": int(screened["uncertain"]),
             "evidence_bundles": int(bundles["n"]),
             "tier2_flagged": int(bundles["tier2"]),
             "dead_letters": int(dead),

@@ -32,7 +32,9 @@ def test_demo_json_reports_every_event_screened(tmp_path):
     ):
         assert key in summary
     assert summary["events_screened"] == summary["events_sent"] >= 400
-    assert summary["evidence_bundles"] >= 1 and summary["evidence_bundles"] == summary["escalated"]
+    # every escalation is bundled; uncertain events become bundles only when tier 2 flags them too
+    assert summary["evidence_bundles"] >= summary["escalated"] >= 1
+    assert summary["evidence_bundles"] <= summary["escalated"] + summary["uncertain"]
     assert 0 <= summary["tier2_flagged"] <= summary["evidence_bundles"]
     assert summary["dead_letters"] == 0
     assert 0 < summary["e2e_p50_ms"] <= summary["e2e_p99_ms"]

@@ -19,7 +19,7 @@ async def wait_for(predicate, timeout_s=30.0):
 
 async def test_sink_stores_each_record_once_even_when_replayed(settings):
     store = Store.open(settings.store_dsn)
-    screenings = Screener([FixedDetector(0.2)], RoutingPolicy()).screen([event(i) for i in range(40)])
+    screenings = Screener([FixedDetector(0.2)], RoutingPolicy.load()).screen([event(i) for i in range(40)])
     bundles = [bundle_for(i, 0.9) for i in range(4)]
     encoded_screenings = [s.model_dump_json().encode() for s in screenings]
     encoded_bundles = [b.model_dump_json().encode() for b in bundles]
@@ -53,7 +53,7 @@ async def test_sink_stores_each_record_once_even_when_replayed(settings):
 async def test_sink_resumes_from_committed_offsets(settings):
     """A second sink in the same group starts after what the first committed."""
     store = Store.open(settings.store_dsn)
-    first = Screener([FixedDetector(0.2)], RoutingPolicy()).screen([event(i) for i in range(10)])
+    first = Screener([FixedDetector(0.2)], RoutingPolicy.load()).screen([event(i) for i in range(10)])
     await produce(settings.bootstrap, settings.topics.screenings, [s.model_dump_json().encode() for s in first])
     sink = Sink(settings, store)
     task = asyncio.create_task(sink.run())
@@ -61,7 +61,7 @@ async def test_sink_resumes_from_committed_offsets(settings):
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
-    second = Screener([FixedDetector(0.2)], RoutingPolicy()).screen([event(i) for i in range(10, 15)])
+    second = Screener([FixedDetector(0.2)], RoutingPolicy.load()).screen([event(i) for i in range(10, 15)])
     await produce(settings.bootstrap, settings.topics.screenings, [s.model_dump_json().encode() for s in second])
     resumed = Sink(settings, store)
     task = asyncio.create_task(resumed.run())

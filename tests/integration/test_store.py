@@ -21,7 +21,7 @@ def event(n, text="hello"):
 
 def bundle_for(n, value):
     ev = event(n)
-    [screening] = Screener([FixedDetector(value)], RoutingPolicy()).screen([ev])
+    [screening] = Screener([FixedDetector(value)], RoutingPolicy.load()).screen([ev])
     return assemble_bundle(Escalation(event=ev, screening=screening), time.time_ns() + n)
 
 
@@ -40,7 +40,7 @@ def test_migrations_apply_once_and_record_their_version(store):
 
 
 def test_same_batch_twice_stores_one_set_of_rows(store):
-    screenings = Screener([FixedDetector(0.1)], RoutingPolicy()).screen([event(i) for i in range(50)])
+    screenings = Screener([FixedDetector(0.1)], RoutingPolicy.load()).screen([event(i) for i in range(50)])
     bundles = [bundle_for(i, 0.9) for i in range(5)]
     assert store.insert_screenings(screenings, time.time_ns()) == 50
     assert store.insert_bundles(bundles, time.time_ns()) == 5
@@ -60,7 +60,7 @@ def test_queue_ranks_by_severity_then_age_and_reads_bundles_back(store):
     assert [row["bundle_id"] for row in queue] == [high_new.bundle_id, medium_old.bundle_id, medium_new.bundle_id]
     bundle = store.bundle(high_new.bundle_id)
     assert bundle is not None and bundle["events"][0]["input_messages"][0]["content"] == "hello"
-    assert bundle["policy_version"] == "v0" and bundle["hops"][0]["stage"] == "received"
+    assert bundle["policy_version"] == RoutingPolicy.load().version and bundle["hops"][0]["stage"] == "received"
 
 
 def test_hostile_ids_are_bound_not_interpolated(store):
@@ -88,11 +88,11 @@ def test_second_opener_of_a_chdb_store_gets_a_clear_error(tmp_path):
 
 
 def test_stats_since_counts_only_records_received_after_it(store):
-    old = Screener([FixedDetector(0.1)], RoutingPolicy()).screen([event(i) for i in range(3)])
+    old = Screener([FixedDetector(0.1)], RoutingPolicy.load()).screen([event(i) for i in range(3)])
     store.insert_screenings(old, time.time_ns())
     since = time.time_ns()
     time.sleep(0.01)
-    new = Screener([FixedDetector(0.9)], RoutingPolicy()).screen([event(i) for i in range(10, 15)])
+    new = Screener([FixedDetector(0.9)], RoutingPolicy.load()).screen([event(i) for i in range(10, 15)])
     store.insert_screenings(new, time.time_ns())
     store.insert_bundles([bundle_for(20, 0.9)], time.time_ns())
     assert store.stats()["screenings"] == 8

@@ -11,13 +11,39 @@ def score(value, threshold=0.5):
     return CategoryScore(category="injection", score=value, threshold=threshold, detector="d")
 
 
-def test_policy_passes_below_threshold_and_ranks_severity_above():
-    policy = RoutingPolicy()
-    assert policy.decide([score(0.49)]).decision is Decision.PASS
+def test_policy_bands_pass_uncertain_escalate_and_the_high_fast_path():
+    policy = RoutingPolicy.load()
+    assert policy.version and policy.rule("harmful").high == 0.97
+    assert policy.decide([score(0.30)]).decision is Decision.PASS  # below the band (0.5 * 0.75)
+    uncertain = policy.decide([score(0.45)])
+    assert (uncertain.decision, uncertain.severity) == (Decision.UNCERTAIN, Severity.LOW)
+    assert "0.450 ~ 0.500" in uncertain.reasons[0]
     medium = policy.decide([score(0.6)])
     assert (medium.decision, medium.severity) == (Decision.ESCALATE, Severity.MEDIUM)
     assert "0.600 >= 0.500" in medium.reasons[0]
     assert policy.decide([score(0.99)]).severity is Severity.HIGH
+    explains = CategoryScore(category="injection/jailbreak", score=0.9, threshold=0.1, detector="d")
+    assert policy.decide([explains]).decision is Decision.PASS  # sub-categories explain, never route
+
+
+def test_weak_signals_in_one_session_add_up_and_decay():
+    policy = RoutingPolicy.load()
+    second = 1_000_000_000
+    first = policy.decide([score(0.45)], now_ns=1 * second)
+    assert first.decision is Decision.UNCERTAIN and 0.4 < first.session.risk < 0.5
+    again = policy.decide([score(0.45)], first.session, now_ns=2 * second)
+    third = policy.decide([score(0.45)], again.session, now_ns=3 * second)
+    assert third.decision is Decision.ESCALATE and "session risk" in third.reasons[0]
+    much_later = policy.decide([score(0.45)], again.session, now_ns=2 * second + 3600 * second)
+    assert much_later.decision is Decision.UNCERTAIN  # an hour is four half-lives: the old signals faded
+
+
+def test_a_policy_file_overrides_thresholds(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("version: strict-1\ndefault: {threshold: 0.2, uncertain_band: 0.0, high: 0.9}\n")
+    policy = RoutingPolicy.load(path)
+    assert policy.version == "strict-1"
+    assert policy.decide([score(0.25, threshold=0.8)]).decision is Decision.ESCALATE
 
 
 def event(n, text="hi"):
@@ -27,8 +53,12 @@ def event(n, text="hi"):
     )  # fmt: skip
 
 
-def test_screener_emits_one_screening_per_event_in_order():
-    screenings = Screener([FixedDetector(0.1, 0.9)], RoutingPolicy()).screen([event(1), event(2, "attack")])
+def test_screener_emits_one_screening_per_event_in_order_and_keeps_session_risk():
+    sessions = {}
+    screenings = Screener([FixedDetector(0.1, 0.9)], RoutingPolicy.load()).screen(
+        [event(1), event(2, "attack")], sessions
+    )
+    assert sessions == {}  # nothing uncertain: no session state written
     assert [s.event_id for s in screenings] == ["e1", "e2"]
     assert [s.decision for s in screenings] == [Decision.PASS, Decision.ESCALATE]
     assert screenings[1].detector_versions == {"fixed": "1"}
@@ -37,7 +67,7 @@ def test_screener_emits_one_screening_per_event_in_order():
 
 
 def test_bundle_is_keyed_by_the_escalating_event_and_keeps_hops():
-    [screening] = Screener([FixedDetector(0.97)], RoutingPolicy()).screen([event(5)])
+    [screening] = Screener([FixedDetector(0.97)], RoutingPolicy.load()).screen([event(5)])
     bundle = assemble_bundle(Escalation(event=event(5), screening=screening), investigated_ns=99)
     assert (
         bundle.bundle_id
@@ -98,7 +128,7 @@ async def test_a_failing_detector_turns_the_batch_into_dead_letters_not_silence(
             screen_stream(
                 Stream(),
                 topics,
-                Screener([ExplodingDetector()], RoutingPolicy()),
+                Screener([ExplodingDetector()], RoutingPolicy.load()),
                 executor,
                 batch_size=8,
                 window_s=0.01,
@@ -131,7 +161,7 @@ def test_investigator_puts_tier2_results_and_flags_into_the_bundle():
                 for _ in events
             ]
 
-    [screening] = Screener([FixedDetector(0.97)], RoutingPolicy()).screen([event(7)])
+    [screening] = Screener([FixedDetector(0.97)], RoutingPolicy.load()).screen([event(7)])
     [bundle] = Investigator(FakeTier2()).investigate([Escalation(event=event(7), screening=screening)])
     assert bundle.tier2[0].exemplars[0].exemplar_id == "x1"
     assert bundle.categories == ("injection", "tier2:injection")

@@ -31,7 +31,7 @@ def test_app_factory_builds_an_app_per_call_without_a_broker(tmp_path):
     from pipeline.agents.screen import Screener
     from pipeline.policy import RoutingPolicy
 
-    screener = Screener([], RoutingPolicy())
+    screener = Screener([], RoutingPolicy.load())
     first = create_app(Settings(data_dir=Path(tmp_path)), screener=screener, investigator=Investigator(None))
     second = create_app(Settings(data_dir=Path(tmp_path)), screener=screener, investigator=Investigator(None))
     assert first is not second
@@ -48,7 +48,7 @@ async def test_consumer_long_poll_bound_reaches_the_kafka_consumer(tmp_path):
 
     app = create_app(
         Settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=77),
-        screener=Screener([], RoutingPolicy()),
+        screener=Screener([], RoutingPolicy.load()),
         investigator=Investigator(None),
     )
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
