@@ -115,7 +115,7 @@ def create_app(
     async def investigate(stream: Any) -> None:
         await investigate_stream(
             stream, topics, escalation_path, tier2_executor, batch_size=settings.investigate_batch_size,
-            window_s=settings.screen_batch_window_s,
+            window_s=settings.screen_batch_window_s, budget=hot_path.policy.tiers.get("tier2"),
         )  # fmt: skip
 
     @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]

@@ -37,6 +37,14 @@ class SessionRule(BaseModel):
     half_life_s: Annotated[float, Field(gt=0.0)] = 900.0
 
 
+class TierBudget(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_rate_per_s: Annotated[float, Field(gt=0.0)] = 300.0
+    burst: Annotated[float, Field(gt=0.0)] = 600.0
+    timeout_s: Annotated[float, Field(gt=0.0)] = 10.0
+
+
 @dataclass(frozen=True)
 class SessionRisk:
     """Accumulated risk of one session at one moment (kept in a Faust table by the screen agent)."""
@@ -60,6 +68,7 @@ class RoutingPolicy(BaseModel):
     default: CategoryRule = CategoryRule()
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
     session: SessionRule = SessionRule()
+    tiers: dict[str, TierBudget] = Field(default_factory=lambda: {"tier2": TierBudget()})
 
     @classmethod
     def load(cls, path: Path | None = None) -> RoutingPolicy:

@@ -15,17 +15,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from pipeline.agents.common import TopicHandles, dead_letter, log
+from pipeline.budget import TokenBucket
+from pipeline.policy import TierBudget
 from schemas.evidence import Decision, Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
 
 STAGE = "investigate"
 
 
-def assemble_bundle(escalation: Escalation, investigated_ns: int, tier2: Tier2Result | None = None) -> EvidenceBundle:
+def assemble_bundle(
+    escalation: Escalation, investigated_ns: int, tier2: Tier2Result | None = None, *, tier2_note: str | None = None
+) -> EvidenceBundle:
+    """`tier2_note` says why tier 2 did not run (not built, over budget, timed out)."""
     event, screening = escalation.event, escalation.screening
     flagged = {s.category for s in screening.scores if s.flagged}
     if tier2 is not None:
         flagged |= {f"tier2:{s.category}" for s in tier2.scores if s.flagged}
-    note = "tier 2 not built (oodwatch models build)" if tier2 is None else _tier2_note(tier2)
+    note = _tier2_note(tier2) if tier2 is not None else (tier2_note or "tier 2 not built (oodwatch models build)")
     return EvidenceBundle(
         bundle_id=bundle_id_for(event.event_id),
         session_id=event.session_id,
@@ -54,6 +59,30 @@ def assemble_bundle(escalation: Escalation, investigated_ns: int, tier2: Tier2Re
     )
 
 
+async def _investigate(
+    investigator: Investigator, escalations: list[Escalation], loop: asyncio.AbstractEventLoop, executor: Executor,
+    bucket: TokenBucket, timeout_s: float,
+) -> list[EvidenceBundle]:  # fmt: skip
+    """Tier 2 within its budget: the most severe first; the rest go on without it, with the reason."""
+    if investigator.tier2 is None:
+        return investigator.investigate(escalations)
+    ranked = sorted(escalations, key=lambda e: (e.screening.severity or Severity.LOW).rank, reverse=True)
+    granted = bucket.take(len(ranked))
+    chosen, deferred = ranked[:granted], ranked[granted:]
+    bundles = []
+    if deferred:
+        log.warning("tier 2 over its rate budget: %d escalations go on without it", len(deferred))
+        bundles += investigator.bundle(deferred, [None] * len(deferred), "tier 2 skipped: over its rate budget")
+    if chosen:
+        try:
+            results = await asyncio.wait_for(loop.run_in_executor(executor, investigator.assess, chosen), timeout_s)
+        except TimeoutError:
+            log.warning("tier 2 timed out after %.1fs on %d escalations", timeout_s, len(chosen))
+            return bundles + investigator.bundle(chosen, [None] * len(chosen), f"tier 2 timed out after {timeout_s}s")
+        bundles += investigator.bundle(chosen, results)
+    return bundles
+
+
 def _tier2_note(result: Tier2Result) -> str:
     return "tier 2: " + ", ".join(f"{s.category} {s.score:.3f} (threshold {s.threshold:.3f})" for s in result.scores)
 
@@ -65,24 +94,35 @@ class Investigator:
     def __init__(self, tier2: Any | None) -> None:
         self.tier2 = tier2
 
+    def assess(self, escalations: Sequence[Escalation]) -> list[Tier2Result]:
+        return list(self.tier2.assess([e.event for e in escalations])) if self.tier2 and escalations else []
+
     def investigate(self, escalations: Sequence[Escalation]) -> list[EvidenceBundle]:
-        """A bundle for every escalated event; an uncertain one becomes a bundle only if tier 2
-        flags it too (without tier 2, uncertain events stay screenings)."""
-        results = self.tier2.assess([e.event for e in escalations]) if self.tier2 else [None] * len(escalations)
+        return self.bundle(escalations, self.assess(escalations) if self.tier2 else [None] * len(escalations))
+
+    def bundle(
+        self, escalations: Sequence[Escalation], results: Sequence[Tier2Result | None], skipped: str | None = None
+    ) -> list[EvidenceBundle]:
+        """A bundle for every escalated event. An uncertain one becomes a bundle if tier 2 flags
+        it, or, when tier 2 was `skipped` (budget, timeout), for the human queue with the reason.
+        Without a tier 2 at all, uncertain events stay screenings."""
         investigated_ns = time.time_ns()
-        return [
-            assemble_bundle(escalation, investigated_ns, result)
-            for escalation, result in zip(escalations, results, strict=True)
-            if escalation.screening.decision is Decision.ESCALATE
-            or (result is not None and any(s.flagged for s in result.scores))
-        ]
+        bundles = []
+        for escalation, result in zip(escalations, results, strict=True):
+            escalated = escalation.screening.decision is Decision.ESCALATE
+            confirmed = result is not None and any(s.flagged for s in result.scores)
+            if escalated or confirmed or (result is None and skipped):
+                bundles.append(assemble_bundle(escalation, investigated_ns, result, tier2_note=skipped))
+        return bundles
 
 
 async def investigate_stream(
     stream: Any, topics: TopicHandles, investigator: Investigator, executor: Executor, *, batch_size: int,
-    window_s: float,
+    window_s: float, budget: TierBudget | None = None,
 ) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
+    limits = budget or TierBudget()
+    bucket = TokenBucket(limits.max_rate_per_s, limits.burst)
     async for batch in stream.take_events(batch_size, within=window_s):
         escalations: list[Escalation] = []
         sources: list[Any] = []
@@ -98,7 +138,7 @@ async def investigate_stream(
         if not escalations:
             continue
         try:
-            bundles = await loop.run_in_executor(executor, investigator.investigate, escalations)
+            bundles = await _investigate(investigator, escalations, loop, executor, bucket, limits.timeout_s)
         except Exception as exc:  # the batch is acked when the loop moves on: keep it as dead letters
             log.exception("investigation failed on a batch of %d", len(escalations))
             for event in sources:
