@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letter import DeadLetter
 
@@ -42,6 +44,37 @@ async def dead_letter(topics: TopicHandles, *, stage: str, reason: str, message:
         extra={"stage": stage, "reason": reason, "topic": letter.source_topic, "offset": letter.source_offset},
     )
     await topics.dead_letters.send(key=letter.dead_letter_id.encode(), value=letter.model_dump_json().encode())
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+async def decode_batch(
+    batch: list[Any], record_type: type[Record], topics: TopicHandles, stage: str
+) -> tuple[list[Record], list[Any]]:
+    """Valid records and the stream events they came from; the rest become dead letters."""
+    records: list[Record] = []
+    sources: list[Any] = []
+    for event in batch:
+        try:
+            records.append(record_type.model_validate_json(event.value))
+            sources.append(event)
+        except ValidationError as exc:
+            await dead_letter(
+                topics, stage=stage, reason=f"not a {record_type.__name__}: {exc.errors()[:3]}", message=event.message,
+                payload=event.value or b"",
+            )  # fmt: skip
+    return records, sources
+
+
+async def dead_letter_batch(topics: TopicHandles, stage: str, sources: list[Any], exc: Exception) -> None:
+    """A micro-batch is acked when the loop moves on, so a failed one is kept as dead letters."""
+    log.exception("%s failed on a batch of %d", stage, len(sources))
+    for event in sources:
+        await dead_letter(
+            topics, stage=stage, reason=f"{stage} failed: {type(exc).__name__}: {exc}", message=event.message,
+            payload=event.value or b"",
+        )  # fmt: skip
 
 
 def received_ns(message: Any) -> int:

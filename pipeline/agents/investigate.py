@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from pydantic import ValidationError
-
-from pipeline.agents.common import TopicHandles, dead_letter, log
+from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.budget import TokenBucket
 from pipeline.policy import TierBudget
 from schemas.evidence import Decision, Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
@@ -124,28 +122,13 @@ async def investigate_stream(
     limits = budget or TierBudget()
     bucket = TokenBucket(limits.max_rate_per_s, limits.burst)
     async for batch in stream.take_events(batch_size, within=window_s):
-        escalations: list[Escalation] = []
-        sources: list[Any] = []
-        for event in batch:
-            try:
-                escalations.append(Escalation.model_validate_json(event.value))
-                sources.append(event)
-            except ValidationError as exc:
-                await dead_letter(
-                    topics, stage=STAGE, reason=f"not an Escalation: {exc.errors()[:3]}", message=event.message,
-                    payload=event.value or b"",
-                )  # fmt: skip
+        escalations, sources = await decode_batch(batch, Escalation, topics, STAGE)
         if not escalations:
             continue
         try:
             bundles = await _investigate(investigator, escalations, loop, executor, bucket, limits.timeout_s)
-        except Exception as exc:  # the batch is acked when the loop moves on: keep it as dead letters
-            log.exception("investigation failed on a batch of %d", len(escalations))
-            for event in sources:
-                await dead_letter(
-                    topics, stage=STAGE, reason=f"investigation failed: {type(exc).__name__}: {exc}",
-                    message=event.message, payload=event.value or b"",
-                )  # fmt: skip
+        except Exception as exc:
+            await dead_letter_batch(topics, STAGE, sources, exc)
             continue
         for bundle in bundles:
             await topics.evidence.send(key=bundle.session_id.encode(), value=bundle.model_dump_json().encode())

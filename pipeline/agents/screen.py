@@ -8,11 +8,9 @@ from collections.abc import MutableMapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from pydantic import ValidationError
-
 from detectors.base import Detector
 from detectors.text import screening_text
-from pipeline.agents.common import TopicHandles, dead_letter, log
+from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.policy import RoutingPolicy, SessionRisk
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening
@@ -92,31 +90,13 @@ async def screen_stream(
     session_table: MutableMapping[str, Any] = {} if sessions is None else sessions
     loop = asyncio.get_running_loop()
     async for batch in stream.take_events(batch_size, within=window_s):
-        events: list[LLMEvent] = []
-        sources: list[Any] = []
-        for event in batch:
-            try:
-                events.append(LLMEvent.model_validate_json(event.value))
-                sources.append(event)
-            except ValidationError as exc:
-                await dead_letter(
-                    topics,
-                    stage=STAGE,
-                    reason=f"not an LLMEvent: {exc.errors()[:3]}",
-                    message=event.message,
-                    payload=event.value or b"",
-                )
+        events, sources = await decode_batch(batch, LLMEvent, topics, STAGE)
         if not events:
             continue
         try:
             scores = await loop.run_in_executor(executor, screener.score, events)
-        except Exception as exc:  # the batch is acked when the loop moves on: keep it as dead letters
-            log.exception("tier-1 screening failed on a batch of %d", len(events))
-            for event in sources:
-                await dead_letter(
-                    topics, stage=STAGE, reason=f"screening failed: {type(exc).__name__}: {exc}",
-                    message=event.message, payload=event.value or b"",
-                )  # fmt: skip
+        except Exception as exc:
+            await dead_letter_batch(topics, STAGE, sources, exc)
             continue
         screenings = screener.route(events, scores, session_table)
         for llm_event, screening in zip(events, screenings, strict=True):

@@ -137,7 +137,7 @@ async def test_a_failing_detector_turns_the_batch_into_dead_letters_not_silence(
         )
     assert sent["screenings"] == []
     assert len(sent["dead_letters"]) == 2
-    assert b"screening failed: RuntimeError: model file corrupt" in sent["dead_letters"][0]
+    assert b"screen failed: RuntimeError: model file corrupt" in sent["dead_letters"][0]
 
 
 def test_investigator_puts_tier2_results_and_flags_into_the_bundle():
