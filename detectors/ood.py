@@ -94,15 +94,16 @@ class EmbeddingAnomalyDetector:
         distances = self.ood_distance(embeddings)
         percentiles = self.ood_score(distances)
         heads = self.head_probability(embeddings)
-        nearest = np.argsort(-(embeddings @ self._bank.T), axis=1)[:, :exemplars] if len(self._bank) else None
+        similarity = embeddings @ self._bank.T if exemplars and len(self._bank) else None
+        nearest = np.argsort(-similarity, axis=1)[:, :exemplars] if similarity is not None else None
         results = []
         for i, (distance, percentile, head) in enumerate(zip(distances, percentiles, heads, strict=True)):
             found: tuple[Exemplar, ...] = ()
-            if nearest is not None:
+            if similarity is not None and nearest is not None:
                 found = tuple(
                     Exemplar(
                         exemplar_id=self._bank_meta[j]["id"],
-                        similarity=round(float(embeddings[i] @ self._bank[j]), 4),
+                        similarity=round(float(similarity[i, j]), 4),
                         label=self._bank_meta[j]["label"],
                         source=self._bank_meta[j]["source"],
                         text=self._bank_meta[j]["text"],

@@ -65,8 +65,6 @@ def create_app(
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.topic_partitions)
 
     topics = TopicHandles(
-        otlp_spans=topic(names.otlp_spans),
-        otlp_logs=topic(names.otlp_logs),
         llm_events=topic(names.llm_events),
         screenings=topic(names.screenings),
         escalations=topic(names.escalations),

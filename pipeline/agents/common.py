@@ -19,8 +19,6 @@ RECEIVED_HEADER = "oodwatch-received-ns"
 
 @dataclass(frozen=True)
 class TopicHandles:
-    otlp_spans: Any
-    otlp_logs: Any
     llm_events: Any
     screenings: Any
     escalations: Any

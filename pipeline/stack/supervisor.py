@@ -163,13 +163,6 @@ class Stack:
         """The first child that has exited, if any (a running stack has none)."""
         return next((c for c in self.children if c.process.poll() is not None), None)
 
-    def __enter__(self) -> Stack:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
     # -- helpers --------------------------------------------------------------------
 
     def _preflight(self) -> None:

@@ -12,7 +12,6 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -41,13 +40,6 @@ DEAD_LETTER_COLUMNS = [
 
 class StoreError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class InsertCounts:
-    screenings: int = 0
-    bundles: int = 0
-    dead_letters: int = 0
 
 
 def connect(dsn: str) -> Any:
@@ -140,7 +132,7 @@ class Store:
         fresh = self._unseen("dead_letters", "dead_letter_id", {d.dead_letter_id: d for d in letters})
         rows = [
             [d.dead_letter_id, d.stage, d.reason, d.source_topic, d.source_partition, d.source_offset,
-             d.payload_b64, d.payload_bytes, _ns(d.failed_ns), _ns(stored_ns)]
+             d.payload_b64, d.payload_bytes, d.failed_ns, stored_ns]
             for d in fresh
         ]  # fmt: skip
         self._insert("dead_letters", rows, DEAD_LETTER_COLUMNS)
@@ -242,18 +234,13 @@ class Store:
         )
 
 
-def _ns(value: int) -> int:
-    """DateTime64(9) columns take integer nanoseconds."""
-    return int(value)
-
-
 def _screening_row(s: Screening, stored_ns: int) -> list[Any]:
     return [
         s.event_id, s.session_id, s.trace_id, s.service, s.model or "", s.operation, s.decision.value,
         s.severity.value if s.severity else "", s.max_score, {c.category: c.score for c in s.scores},
         {c.category: c.threshold for c in s.scores}, list(s.reasons), s.policy_version,
-        dict(s.detector_versions), s.drill_id or "", s.excerpt, _ns(s.received_ns), _ns(s.normalized_ns),
-        _ns(s.screened_ns), _ns(stored_ns),
+        dict(s.detector_versions), s.drill_id or "", s.excerpt, s.received_ns, s.normalized_ns,
+        s.screened_ns, stored_ns,
     ]  # fmt: skip
 
 
@@ -261,5 +248,5 @@ def _bundle_row(b: EvidenceBundle, stored_ns: int) -> list[Any]:
     return [
         b.bundle_id, b.session_id, b.trace_ids[0] if b.trace_ids else "", b.service, b.model or "",
         b.severity.value, b.severity.rank, list(b.categories), b.max_score, b.queue_state, b.judge_status,
-        b.policy_version, b.drill_id or "", b.model_dump_json(), _ns(b.created_ns), _ns(stored_ns), 1,
+        b.policy_version, b.drill_id or "", b.model_dump_json(), b.created_ns, stored_ns, 1,
     ]  # fmt: skip
