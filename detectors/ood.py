@@ -26,6 +26,7 @@ TIER2_META = "tier2.json"
 TIER2_ARRAYS = "tier2.npz"
 OOD_CATEGORY = "ood"
 HEAD_CATEGORY = "injection"
+QUANTILE_LEVELS = 1001
 
 
 def knn_distance(embeddings: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
@@ -37,6 +38,13 @@ def knn_distance(embeddings: np.ndarray, reference: np.ndarray, k: int) -> np.nd
     nearest = np.partition(similarity, -k, axis=1)[:, -k:]
     distances: np.ndarray = (1.0 - nearest.mean(axis=1)).astype(np.float32)
     return distances
+
+
+def ood_quantiles(calibration: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """kNN distances of held-out in-distribution embeddings at evenly spaced levels 0..1."""
+    distances = knn_distance(calibration, reference, k)
+    quantiles: np.ndarray = np.quantile(distances, np.linspace(0.0, 1.0, QUANTILE_LEVELS))
+    return quantiles
 
 
 def ood_percentile(distances: np.ndarray, quantiles: np.ndarray) -> np.ndarray:

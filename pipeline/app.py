@@ -16,11 +16,13 @@ from pipeline.agents.screen import Screener, screen_stream
 from pipeline.faust_transport import App
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
+from pipeline.tier3 import Tier3, judge_stream
 
 log = logging.getLogger(__name__)
 
 COUNTER_LOG_INTERVAL_S = 30.0
 JOIN_EXPIRY_INTERVAL_S = 0.25
+LOCAL_JUDGE_BUDGET = {"max_rate_per_s": 0.4, "burst": 4.0, "max_concurrency": 1}
 
 
 def build_screener(settings: Settings) -> Screener:
@@ -28,22 +30,56 @@ def build_screener(settings: Settings) -> Screener:
     from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
 
-    return Screener([Tier1Classifier(settings.models_path), *default_rules()], RoutingPolicy.load(settings.policy_file))
+    return Screener(
+        [Tier1Classifier(settings.models_path), *default_rules()],
+        RoutingPolicy.load(settings.policy_file),
+        reference_sample_rate=settings.reference_sample_rate,
+    )
 
 
-def build_investigator(settings: Settings) -> Investigator:
+def build_investigator(settings: Settings, policy: RoutingPolicy) -> Investigator:
     """Tier 2 for this worker, when its model is built; bundles say when it is not."""
     from detectors.ood import TIER2_META, EmbeddingAnomalyDetector
 
     if not (settings.models_path / TIER2_META).exists():
         log.warning("tier-2 model not in %s: bundles will carry tier-1 evidence only", settings.models_path)
-        return Investigator(None)
-    return Investigator(EmbeddingAnomalyDetector(settings.models_path))
+        return Investigator(None, policy)
+    return Investigator(EmbeddingAnomalyDetector(settings.models_path), policy)
+
+
+def build_tier3(settings: Settings, policy: RoutingPolicy) -> Tier3 | None:
+    """The judge with the policy's tier-3 budget (the settings may override it), if one is configured."""
+    from detectors.judge import CircuitBreaker, JudgeConfig, LLMJudge
+
+    base_url, model, response_format = settings.judge_endpoint()
+    if not base_url:
+        log.info("no judge configured (OODWATCH_JUDGE_BASE_URL): escalations go to the human queue unjudged")
+        return None
+    overrides = {
+        "timeout_s": settings.judge_timeout_s,
+        "max_concurrency": settings.judge_max_concurrency,
+        "max_rate_per_s": settings.judge_max_rate_per_s,
+    }
+    budget = policy.budget("tier3")
+    if settings.uses_local_judge:  # SmolLM2 on two threads: one call at a time, ~2 s each
+        budget = budget.model_copy(update=LOCAL_JUDGE_BUDGET)
+    budget = budget.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    config = JudgeConfig(
+        base_url=base_url,
+        model=model,
+        api_key=settings.judge_key(),
+        timeout_s=budget.timeout_s,
+        max_tokens=settings.judge_max_tokens,
+        response_format=response_format,  # type: ignore[arg-type]
+    )
+    breaker = CircuitBreaker(settings.judge_breaker_failures, settings.judge_breaker_cooldown_s)
+    return Tier3(LLMJudge(config, breaker=breaker), policy, budget)
 
 
 def create_app(
-    settings: Settings, *, screener: Screener | None = None, investigator: Investigator | None = None
-) -> faust.App:
+    settings: Settings, *, screener: Screener | None = None, investigator: Investigator | None = None,
+    tier3: Tier3 | None = None,
+) -> faust.App:  # fmt: skip
     app = App(
         settings.app_id,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
@@ -70,9 +106,11 @@ def create_app(
         escalations=topic(names.escalations),
         evidence=topic(names.evidence),
         dead_letters=topic(names.dead_letters),
+        judge_requests=topic(names.judge_requests),
     )
     hot_path = screener or build_screener(settings)
-    escalation_path = investigator or build_investigator(settings)
+    escalation_path = investigator or build_investigator(settings, hot_path.policy)
+    judge = tier3 or build_tier3(settings, hot_path.policy)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
     tier2_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
     counters = NormalizeCounters()
@@ -113,8 +151,21 @@ def create_app(
     async def investigate(stream: Any) -> None:
         await investigate_stream(
             stream, topics, escalation_path, tier2_executor, batch_size=settings.investigate_batch_size,
-            window_s=settings.screen_batch_window_s, budget=hot_path.policy.tiers.get("tier2"),
+            window_s=settings.screen_batch_window_s, budget=hot_path.policy.budget("tier2"),
+            judge_policy=None if judge is None else hot_path.policy,
         )  # fmt: skip
+
+    if judge is not None:
+
+        @app.agent(topics.judge_requests, name="judge")
+        async def judge_agent(stream: Any) -> None:
+            await judge_stream(
+                stream,
+                topics,
+                judge,
+                batch_size=settings.investigate_batch_size,
+                window_s=settings.screen_batch_window_s,
+            )
 
     @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_counters() -> None:

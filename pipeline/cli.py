@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
+    if args.local_judge:
+        settings = settings.model_copy(update={"local_judge": True})
     return run_demo(settings, events=args.events, seed=args.seed, keep_running=args.keep_running, as_json=args.json)
 
 
@@ -88,6 +91,7 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
     from detectors.build.tier2 import build_tier2
     from detectors.ood import TIER2_META
     from detectors.tier1_classifier import MODEL_FILE
+    from pipeline.traffic import benign_reference_texts
 
     out = settings.models_path
     built = 0
@@ -101,7 +105,7 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
         built += 1
     if args.force or not (out / TIER2_META).exists():
         _say("building tier 2 (MiniLM to ONNX, int8; reference, calibration, head, exemplars; about a minute) ...")
-        meta = build_tier2(out, settings.datasets_path)
+        meta = build_tier2(out, settings.datasets_path, extra_benign=benign_reference_texts())
         evaluation = meta["eval"]
         _say(
             f"  tier2 {meta['version']}: OOD AUROC {evaluation['auroc']:.3f}, head AUROC {evaluation['head_auroc']:.3f}"
@@ -152,6 +156,54 @@ def cmd_eval_ood(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def read_texts(path: Path) -> list[str]:
+    """One text per line; JSON lines with a "text" field are read as such."""
+    texts = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        texts.append(str(record["text"]) if isinstance(record, dict) and "text" in record else line)
+    return texts
+
+
+def cmd_reference_consolidate(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0: written (or nothing new, or a dry run); 3: refused by the stability check."""
+    from detectors.reference import consolidate
+
+    if args.from_file:
+        texts = read_texts(args.from_file)
+        origin = str(args.from_file)
+    else:
+        from pipeline.client import TriageClient
+
+        since_ns = time.time_ns() - int(args.since_hours * 3600e9)
+        texts = TriageClient.from_settings(settings).reference_samples(since_ns=since_ns, limit=args.limit)
+        origin = f"clean traffic sampled in the last {args.since_hours:g} h ({settings.api_url})"
+    report = consolidate(
+        settings.models_path, texts, max_shift=args.max_shift, accept_shift=args.accept_shift, dry_run=args.dry_run
+    )
+    if args.json:
+        print(json.dumps({"source": origin, **report.as_dict()}))
+    else:
+        print(f"candidates from {origin}: {report.candidates} ({report.duplicates} already covered)")
+        print(f"  reference rows           {report.reference_rows_before} -> {report.reference_rows_after}")
+        print(f"  held out for calibration +{report.added_to_calibration}")
+        print(
+            f"  OOD threshold distance   {report.threshold_distance_before:.4f} -> "
+            f"{report.threshold_distance_after:.4f} ({report.threshold_shift:+.1%}, bound {report.max_shift:.0%})"
+        )
+        print(
+            f"  previous calibration set flagged: {report.previous_calibration_fpr:.2%} "
+            f"(target {report.target_fpr:.0%})"
+        )
+        print(f"  {report.message}")
+    return 0 if report.within_bound or args.accept_shift else 3
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.bench import bench_stage
 
@@ -168,11 +220,12 @@ def cmd_queue_list(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, default=str))
         return 0
-    print(f"{'severity':<9} {'score':>6}  {'service':<18} {'categories':<22} {'created':<27} bundle")
+    print(f"{'severity':<9} {'score':>6}  {'service':<18} {'categories':<22} {'judge':<11} {'created':<27} bundle")
     for row in rows:
         print(
             f"{row['severity']:<9} {row['max_score']:>6.3f}  {row['service'][:18]:<18} "
-            f"{','.join(row['categories'])[:22]:<22} {str(row['created_at'])[:26]:<27} {row['bundle_id']}"
+            f"{','.join(row['categories'])[:22]:<22} {row['judge_status'][:11]:<11} "
+            f"{str(row['created_at'])[:26]:<27} {row['bundle_id']}"
         )
     return 0
 
@@ -197,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
+    demo.add_argument(
+        "--local-judge", action="store_true",
+        help="serve SmolLM2 (llama-cpp-python) as the tier-3 judge when none is configured: plumbing only",
+    )  # fmt: skip
     demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="one Faust worker (normalize, screen, investigate)")
@@ -226,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     ood = evaluate.add_parser("ood", help="tier 2: held-out benign vs held-out attacks, per source")
     ood.add_argument("--json", action="store_true")
     ood.set_defaults(func=cmd_eval_ood)
+
+    reference = sub.add_parser("reference", help="tier 2's in-distribution reference").add_subparsers(
+        dest="reference_command", required=True
+    )
+    consolidation = reference.add_parser(
+        "consolidate", help="grow the reference from clean traffic, with a stability check on the OOD threshold"
+    )
+    consolidation.add_argument("--from-file", type=Path, help='texts (one per line, or JSON lines with "text")')
+    consolidation.add_argument("--since-hours", type=float, default=168.0, help="sampled traffic this recent")
+    consolidation.add_argument("--limit", type=int, default=10_000)
+    consolidation.add_argument("--max-shift", type=float, default=0.1, help="bound on the threshold's relative move")
+    consolidation.add_argument("--accept-shift", action="store_true", help="write even beyond the bound")
+    consolidation.add_argument("--dry-run", action="store_true")
+    consolidation.add_argument("--json", action="store_true")
+    consolidation.set_defaults(func=cmd_reference_consolidate)
 
     queue = sub.add_parser("queue", help="the escalation queue").add_subparsers(dest="queue_command", required=True)
     listing = queue.add_parser("list", help="open escalations, most severe first")

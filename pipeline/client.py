@@ -39,5 +39,9 @@ class TriageClient:
         result: list[dict[str, Any]] = self._get("/api/dead-letters", limit=limit)
         return result
 
+    def reference_samples(self, since_ns: int = 0, limit: int = 10_000) -> list[str]:
+        result: list[str] = self._get("/api/reference/samples", since_ns=since_ns, limit=limit)
+        return result
+
     def close(self) -> None:
         self._http.close()

@@ -23,6 +23,7 @@ POLL_S = 0.5
 class DemoResult:
     summary: dict[str, Any]
     complete: bool
+    since_ns: int = 0
 
 
 def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: int, progress: Any) -> DemoResult:
@@ -43,11 +44,15 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         progress(f"screened {stats['screenings']}/{expected}", transient=True)
         time.sleep(POLL_S)
         stats = client.stats(since_ns)
-    # Bundles trail screenings by one hop; wait until the count stops moving.
+    # Bundles trail screenings by a hop or two (three with the judge): every escalated event has
+    # one; uncertain ones may. Wait for the escalated ones, then until the count stops moving.
     previous = -1
-    while stats["evidence_bundles"] != previous and time.monotonic() < deadline:
+    while (stats["evidence_bundles"] < stats["escalated"] or stats["evidence_bundles"] != previous) and (
+        time.monotonic() < deadline
+    ):
         previous = stats["evidence_bundles"]
-        time.sleep(1.0)
+        progress(f"evidence bundles {previous} (escalated {stats['escalated']})", transient=True)
+        time.sleep(1.5)
         stats = client.stats(since_ns)
     queue = client.escalations(limit=500, since_ns=since_ns)
     escalated_sessions = {row["session_id"] for row in queue} & {s.session_id for s in sessions}
@@ -60,7 +65,8 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         "uncertain": stats["uncertain"],
         "evidence_bundles": stats["evidence_bundles"],
         "tier2_flagged": stats["tier2_flagged"],
-        "judge": "not configured: escalations go to the human queue unjudged",
+        "judge": judge_line(settings, stats["tier3"]),
+        "tier3": stats["tier3"],
         "dead_letters": stats["dead_letters"],
         "attack_sessions": len(attack_sessions),
         "attack_sessions_escalated": len(attack_sessions & escalated_sessions),
@@ -72,7 +78,20 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         "exporter_flushed": flushed,
         "wall_s": round(time.monotonic() - started, 2),
     }
-    return DemoResult(summary, complete=stats["screenings"] >= expected)
+    return DemoResult(summary, complete=stats["screenings"] >= expected, since_ns=since_ns)
+
+
+def judge_line(settings: Settings, tier3: dict[str, int]) -> str:
+    base_url, model, _ = settings.judge_endpoint()
+    if not base_url:
+        return "not configured: escalations go to the human queue unjudged (try --local-judge)"
+    line = (
+        f"{tier3['judged']} judged, {tier3['judge_error']} judge errors, {tier3['judge_skipped']} over budget; "
+        f"{tier3['needs_human_review']} need human review, {tier3['cleared']} cleared"
+    )
+    if settings.uses_local_judge:
+        line += " (local SmolLM2: plumbing only, its verdicts are weak)"
+    return f"{model}: {line}"
 
 
 def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool, as_json: bool) -> int:
@@ -85,7 +104,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool, 
             if as_json:
                 print(json.dumps(result.summary))
             else:
-                print_summary(result.summary, client)
+                print_summary(result.summary, client, result.since_ns)
             if keep_running:
                 _progress(
                     f"stack is up. queue: {settings.api_url}/api/escalations (token in {settings.token_file}); "
@@ -105,7 +124,7 @@ def _progress(message: str, transient: bool = False) -> None:
     print(f"  {message}\x1b[K" if tty else f"  {message}", end="\r" if transient else "\n", file=sys.stderr, flush=True)
 
 
-def print_summary(summary: dict[str, Any], client: TriageClient) -> None:
+def print_summary(summary: dict[str, Any], client: TriageClient, since_ns: int = 0) -> None:
     print("\noodwatch demo")
     rows = [
         ("events sent (LLM spans)", summary["events_sent"]),
@@ -129,7 +148,7 @@ def print_summary(summary: dict[str, Any], client: TriageClient) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
-    queue = client.escalations(limit=5)
+    queue = client.escalations(limit=5, since_ns=since_ns)
     if queue:
         print("\ntop of the escalation queue")
         for row in queue:

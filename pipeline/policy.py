@@ -43,6 +43,20 @@ class TierBudget(BaseModel):
     max_rate_per_s: Annotated[float, Field(gt=0.0)] = 300.0
     burst: Annotated[float, Field(gt=0.0)] = 600.0
     timeout_s: Annotated[float, Field(gt=0.0)] = 10.0
+    max_concurrency: Annotated[int, Field(ge=1)] = 1
+
+
+class JudgeRule(BaseModel):
+    """Which bundles tier 3 sees, and how far its verdict may move them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Bundles at or above this severity are judged.
+    min_severity: Severity = Severity.HIGH
+    #: Bundles the cheaper tiers disagree on (or tier 2 could not see) are judged too.
+    when_tiers_disagree: bool = True
+    #: A "no violation" verdict closes a lower-severity bundle only at this confidence or above.
+    clear_min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,7 @@ class RoutingPolicy(BaseModel):
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
     session: SessionRule = SessionRule()
     tiers: dict[str, TierBudget] = Field(default_factory=lambda: {"tier2": TierBudget()})
+    judge: JudgeRule = JudgeRule()
 
     @classmethod
     def load(cls, path: Path | None = None) -> RoutingPolicy:
@@ -79,6 +94,9 @@ class RoutingPolicy(BaseModel):
 
     def rule(self, category: str) -> CategoryRule:
         return self.categories.get(category, self.default)
+
+    def budget(self, tier: str) -> TierBudget:
+        return self.tiers.get(tier) or TierBudget()
 
     def decide(
         self, scores: Sequence[CategoryScore], previous: SessionRisk = SessionRisk(), now_ns: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,7 @@ class Topics(BaseSettings):
     escalations: str = "escalations"
     evidence: str = "evidence"
     dead_letters: str = "dead-letters"
+    judge_requests: str = "judge-requests"
 
     def all(self) -> list[str]:
         return [
@@ -30,6 +32,7 @@ class Topics(BaseSettings):
             self.escalations,
             self.evidence,
             self.dead_letters,
+            self.judge_requests,
         ]
 
 
@@ -56,6 +59,8 @@ class Settings(BaseSettings):
     topic_partitions: int = 4
     workers: int = 1
     app_id: str = "oodwatch"
+    #: Share of clean events kept (text included) for tier 2's reference; see `oodwatch reference consolidate`.
+    reference_sample_rate: float = Field(default=0.02, ge=0.0, le=1.0)
     #: Bearer token of the triage API. Empty: one is generated into `<data_dir>/api-token`.
     api_token: SecretStr = SecretStr("")
     screen_batch_size: int = 256
@@ -70,6 +75,28 @@ class Settings(BaseSettings):
     #: How long a content-less inference span waits for its log records, and logs for their span.
     log_join_span_wait_s: float = 2.0
     log_join_log_wait_s: float = 10.0
+    #: Tier 3: an OpenAI-compatible chat-completions endpoint (".../v1"). Empty: no judge;
+    #: escalations go to the human queue unjudged.
+    judge_base_url: str = ""
+    judge_model: str = ""
+    judge_api_key: SecretStr = SecretStr("")
+    #: A file holding the judge's API key (a mounted secret); read when `judge_api_key` is empty.
+    judge_api_key_file: Path | None = None
+    #: How the verdict schema is requested: json_schema (OpenAI, vLLM, llama.cpp server),
+    #: json_object (llama-cpp-python's server) or none (prompt only).
+    judge_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    judge_max_tokens: int = 400
+    #: Override the policy's tier-3 budget for this deployment's endpoint; unset: the policy's.
+    judge_timeout_s: float | None = None
+    judge_max_concurrency: int | None = None
+    judge_max_rate_per_s: float | None = None
+    #: With no judge_base_url: `oodwatch up` serves SmolLM2-135M through llama-cpp-python as
+    #: the judge. For plumbing and demos only: its verdicts are too weak to act on.
+    local_judge: bool = False
+    local_judge_port: int = 8089
+    #: Consecutive failures that open the circuit breaker, and how long it stays open.
+    judge_breaker_failures: int = 5
+    judge_breaker_cooldown_s: float = 30.0
     topics: Topics = Field(default_factory=Topics)
 
     @computed_field  # type: ignore[prop-decorator]
@@ -106,3 +133,19 @@ class Settings(BaseSettings):
     @property
     def token_file(self) -> Path:
         return self.data_dir / "api-token"
+
+    @property
+    def uses_local_judge(self) -> bool:
+        return self.local_judge and not self.judge_base_url
+
+    def judge_endpoint(self) -> tuple[str, str, str]:
+        """(base URL, model, response format) of the configured judge; an empty URL: none."""
+        if self.uses_local_judge:
+            return f"http://{self.host}:{self.local_judge_port}/v1", "smollm2", "json_object"
+        return self.judge_base_url, self.judge_model, self.judge_response_format
+
+    def judge_key(self) -> str:
+        key = self.judge_api_key.get_secret_value()
+        if not key and self.judge_api_key_file:
+            key = self.judge_api_key_file.read_text().strip()
+        return key

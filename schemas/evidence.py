@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import LLMEvent
+from schemas.judge import JudgeStatus, Tier3Result
 
 
 class Severity(StrEnum):
@@ -33,6 +34,14 @@ class Decision(StrEnum):
     #: Near a threshold: tier 2 takes a second look; the session's risk grows.
     UNCERTAIN = "uncertain"
     ESCALATE = "escalate"
+
+
+class QueueState(StrEnum):
+    OPEN = "open"
+    #: The judge found no violation in an item tier 1 or 2 marked high: a human decides.
+    NEEDS_HUMAN_REVIEW = "needs_human_review"
+    #: The judge cleared a lower-severity item with confidence; kept for audit, out of the queue.
+    CLEARED = "cleared"
 
 
 class CategoryScore(BaseModel):
@@ -69,6 +78,8 @@ class Screening(BaseModel):
     detector_versions: dict[str, str] = Field(default_factory=dict)
     drill_id: str | None = None
     excerpt: str = ""
+    #: Set on a sample of clean events: text for tier 2's in-distribution reference.
+    reference_text: str | None = None
     received_ns: int
     normalized_ns: int
     screened_ns: int
@@ -136,14 +147,14 @@ class EvidenceBundle(BaseModel):
     events: tuple[LLMEvent, ...]
     screenings: tuple[Screening, ...]
     tier2: tuple[Tier2Result, ...] = ()
-    judge_status: str = "unjudged"
-    judge_verdict: str | None = None
-    judge_rationale: str | None = None
+    #: Tier 3's judgement, when it was asked; `judge_status` says why not otherwise.
+    tier3: Tier3Result | None = None
+    judge_status: JudgeStatus = JudgeStatus.UNJUDGED
     hops: tuple[Hop, ...]
     policy_version: str
     detector_versions: dict[str, str] = Field(default_factory=dict)
     drill_id: str | None = None
-    queue_state: str = "open"
+    queue_state: QueueState = QueueState.OPEN
     created_ns: int
 
 

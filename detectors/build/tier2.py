@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from detectors.ood import (
     TIER2_ARRAYS,
     TIER2_META,
     EmbeddingAnomalyDetector,
-    knn_distance,
+    ood_quantiles,
 )
 
 SEED = 1337
@@ -36,7 +37,6 @@ REFERENCE_MAX = 6000  # benign rows kept as the in-distribution reference
 HEAD_MAX = 6000  # rows the head trains on
 BANK_MAX = 3000  # labelled attacks kept as exemplars
 EXEMPLAR_CHARS = 200
-QUANTILE_LEVELS = 1001
 
 
 def export_minilm(out_dir: Path) -> Path:
@@ -86,12 +86,23 @@ def _sample(items: list[Any], limit: int, key: str) -> list[Any]:
     return ranked[:limit]
 
 
+def split_for_calibration(texts: Sequence[str], share: float = 0.2) -> tuple[list[str], list[str]]:
+    """A stable split by content hash: (for the reference, held out for calibration)."""
+    held = [t for t in texts if int(hashlib.sha256(t.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share]
+    kept = set(held)
+    return [t for t in texts if t not in kept], held
+
+
 def _rows(splits: list[LabelledSplit]) -> list[tuple[str, int, str]]:
     """(text, 1 = attack or harmful request / 0 = benign, source)."""
     return [(t, y, s.source) for s in splits for t, y in zip(s.texts, s.labels, strict=True)]
 
 
-def build_tier2(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET_FPR) -> dict[str, Any]:
+def build_tier2(
+    out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET_FPR, extra_benign: Sequence[str] = ()
+) -> dict[str, Any]:
+    """`extra_benign`: benign traffic beside the training data's (the demo's generators), split
+    between the reference and the held-out calibration like new traffic is at consolidation."""
     from sklearn.linear_model import LogisticRegression
 
     started = time.monotonic()
@@ -108,10 +119,12 @@ def build_tier2(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
     bank = embedder.embed([r[0] for r in bank_rows])
     val_x = embedder.embed([r[0] for r in validation])
     val_y = np.asarray([r[1] for r in validation])
+    extra_reference, extra_calibration = split_for_calibration(sorted(set(extra_benign)))
+    reference = np.vstack([reference, embedder.embed(extra_reference)])
+    calibration = np.vstack([val_x[val_y == 0], embedder.embed(extra_calibration)])
 
     # OOD calibration: distances of held-out in-distribution text, as quantiles.
-    val_distance = knn_distance(val_x, reference, K)
-    quantiles = np.quantile(val_distance[val_y == 0], np.linspace(0, 1, QUANTILE_LEVELS))
+    quantiles = ood_quantiles(calibration, reference, K)
 
     head = LogisticRegression(C=1.0, max_iter=3000, random_state=SEED).fit(head_x, [r[1] for r in head_rows])
     platt = calibrate(head, val_x, val_y)
@@ -120,6 +133,7 @@ def build_tier2(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
     np.savez_compressed(
         out_dir / TIER2_ARRAYS,
         reference=reference.astype(np.float16),
+        calibration=calibration.astype(np.float16),
         bank=bank.astype(np.float16),
         head_w=head.coef_[0].astype(np.float32),
         head_b=np.asarray([head.intercept_[0]], dtype=np.float32),
@@ -140,7 +154,9 @@ def build_tier2(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
             },
             HEAD_CATEGORY: {"threshold": head_threshold, "target_fpr": target_fpr},
         },
-        "reference_rows": len(reference_rows),
+        "reference_rows": len(reference),
+        "reference_sources": {"training benign rows": len(reference_rows), "demo traffic": len(extra_reference)},
+        "calibration_rows": len(calibration),
         "bank": [
             {
                 "id": hashlib.sha256(r[0].encode()).hexdigest()[:12],

@@ -24,6 +24,8 @@ class TopicHandles:
     escalations: Any
     evidence: Any
     dead_letters: Any
+    #: Bundles waiting for tier 3; the topic's lag is the judge's backlog.
+    judge_requests: Any = None
 
 
 async def dead_letter(topics: TopicHandles, *, stage: str, reason: str, message: Any, payload: bytes) -> None:

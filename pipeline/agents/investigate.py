@@ -1,7 +1,5 @@
-"""investigate: escalations -> evidence bundles, with tier 2 on every escalated event.
-
-Tier 3 (the reasoning monitor) plugs in here next; until then a bundle is marked unjudged
-for the human queue.
+"""investigate: escalations -> evidence bundles: tier 2 on every escalated event, then tier 3
+(the judge) on the bundles still uncertain or high severity, each within its budget.
 """
 
 from __future__ import annotations
@@ -14,20 +12,31 @@ from typing import Any
 
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.budget import TokenBucket
-from pipeline.policy import TierBudget
+from pipeline.policy import RoutingPolicy, TierBudget
+from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
 from schemas.evidence import Decision, Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
 
 STAGE = "investigate"
 
 
 def assemble_bundle(
-    escalation: Escalation, investigated_ns: int, tier2: Tier2Result | None = None, *, tier2_note: str | None = None
-) -> EvidenceBundle:
-    """`tier2_note` says why tier 2 did not run (not built, over budget, timed out)."""
+    escalation: Escalation, investigated_ns: int, tier2: Tier2Result | None = None, *, tier2_note: str | None = None,
+    policy: RoutingPolicy | None = None,
+) -> EvidenceBundle:  # fmt: skip
+    """`tier2_note` says why tier 2 did not run (not built, over budget, timed out). A tier-2 flag
+    makes the bundle at least medium, and high at or above the policy's `high` for that category."""
     event, screening = escalation.event, escalation.screening
     flagged = {s.category for s in screening.scores if s.flagged}
+    severity = screening.severity or Severity.LOW
     if tier2 is not None:
-        flagged |= {f"tier2:{s.category}" for s in tier2.scores if s.flagged}
+        rules = policy or RoutingPolicy(version=screening.policy_version)
+        for score in tier2.scores:
+            if not score.flagged:
+                continue
+            category = f"tier2:{score.category}"
+            flagged.add(category)
+            raised = Severity.HIGH if score.score >= rules.rule(category).high else Severity.MEDIUM
+            severity = raised if raised.rank > severity.rank else severity
     note = _tier2_note(tier2) if tier2 is not None else (tier2_note or "tier 2 not built (oodwatch models build)")
     return EvidenceBundle(
         bundle_id=bundle_id_for(event.event_id),
@@ -35,7 +44,7 @@ def assemble_bundle(
         trace_ids=(event.trace_id,),
         service=event.service,
         model=event.model,
-        severity=screening.severity or Severity.LOW,
+        severity=severity,
         categories=tuple(sorted(flagged)),
         max_score=screening.max_score,
         events=(event,),
@@ -45,7 +54,7 @@ def assemble_bundle(
             Hop(stage="received", at_ns=event.received_ns),
             Hop(stage="normalized", at_ns=event.normalized_ns),
             Hop(stage="screened", at_ns=screening.screened_ns, note="; ".join(screening.reasons)),
-            Hop(stage="investigated", at_ns=investigated_ns, note=f"{note}; tier 3 not configured: unjudged"),
+            Hop(stage="investigated", at_ns=investigated_ns, note=note),
         ),
         policy_version=screening.policy_version,
         detector_versions={
@@ -89,8 +98,9 @@ class Investigator:
     """The escalation path's models, loaded once per worker. Tier 2 is optional: without it
     bundles still carry tier 1's evidence."""
 
-    def __init__(self, tier2: Any | None) -> None:
+    def __init__(self, tier2: Any | None, policy: RoutingPolicy | None = None) -> None:
         self.tier2 = tier2
+        self.policy = policy
 
     def assess(self, escalations: Sequence[Escalation]) -> list[Tier2Result]:
         return list(self.tier2.assess([e.event for e in escalations])) if self.tier2 and escalations else []
@@ -110,14 +120,18 @@ class Investigator:
             escalated = escalation.screening.decision is Decision.ESCALATE
             confirmed = result is not None and any(s.flagged for s in result.scores)
             if escalated or confirmed or (result is None and skipped):
-                bundles.append(assemble_bundle(escalation, investigated_ns, result, tier2_note=skipped))
+                bundles.append(
+                    assemble_bundle(escalation, investigated_ns, result, tier2_note=skipped, policy=self.policy)
+                )
         return bundles
 
 
 async def investigate_stream(
     stream: Any, topics: TopicHandles, investigator: Investigator, executor: Executor, *, batch_size: int,
-    window_s: float, budget: TierBudget | None = None,
+    window_s: float, budget: TierBudget | None = None, judge_policy: RoutingPolicy | None = None,
 ) -> None:  # fmt: skip
+    """With a judge (`judge_policy`), the bundles that policy sends to tier 3 go to the judge
+    agent; the rest, and all of them without a judge, go straight to the evidence topic."""
     loop = asyncio.get_running_loop()
     limits = budget or TierBudget()
     bucket = TokenBucket(limits.max_rate_per_s, limits.burst)
@@ -131,4 +145,9 @@ async def investigate_stream(
             await dead_letter_batch(topics, STAGE, sources, exc)
             continue
         for bundle in bundles:
-            await topics.evidence.send(key=bundle.session_id.encode(), value=bundle.model_dump_json().encode())
+            key = bundle.session_id.encode()
+            if judge_policy is not None and needs_judge(bundle, judge_policy):
+                await topics.judge_requests.send(key=key, value=bundle.model_dump_json().encode())
+                continue
+            note = NOT_CONFIGURED if judge_policy is None else NOT_NEEDED
+            await topics.evidence.send(key=key, value=unjudged(bundle, note, time.time_ns()).model_dump_json().encode())

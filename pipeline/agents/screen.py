@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import MutableMapping, Sequence
 from concurrent.futures import Executor
@@ -17,6 +18,7 @@ from schemas.evidence import CategoryScore, Decision, Escalation, Screening
 
 STAGE = "screen"
 EXCERPT_CHARS = 280
+REFERENCE_CHARS = 2000  # beyond what MiniLM reads (256 tokens)
 
 
 class Screener:
@@ -26,10 +28,22 @@ class Screener:
     session table, so it runs on the loop (Faust tables are not thread-safe). Table values
     are `[risk, at_ns]` lists, so they serialise as JSON."""
 
-    def __init__(self, detectors: Sequence[Detector], policy: RoutingPolicy) -> None:
+    def __init__(
+        self, detectors: Sequence[Detector], policy: RoutingPolicy, reference_sample_rate: float = 0.0
+    ) -> None:
         self.detectors = list(detectors)
         self.policy = policy
         self.versions = {d.name: d.version for d in self.detectors}
+        self.reference_sample_rate = reference_sample_rate
+        self._sample_below = int(reference_sample_rate * 2**32)
+
+    def _reference_text(self, event: LLMEvent, decision: Decision) -> str | None:
+        """Clean live traffic, sampled by event id (so a replay samples the same events)."""
+        if decision is not Decision.PASS or event.drill_id or self.reference_sample_rate <= 0:
+            return None
+        if int.from_bytes(hashlib.blake2b(event.event_id.encode(), digest_size=4).digest()) >= self._sample_below:
+            return None
+        return screening_text(event, REFERENCE_CHARS) or None
 
     def score(self, events: Sequence[LLMEvent]) -> list[list[CategoryScore]]:
         per_event: list[list[CategoryScore]] = [[] for _ in events]
@@ -65,6 +79,7 @@ class Screener:
                     detector_versions=self.versions,
                     drill_id=event.drill_id,
                     excerpt=screening_text(event, EXCERPT_CHARS),
+                    reference_text=self._reference_text(event, routing.decision),
                     received_ns=event.received_ns,
                     normalized_ns=event.normalized_ns,
                     screened_ns=screened_ns,

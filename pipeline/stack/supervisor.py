@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from pipeline.settings import Settings
+from pipeline.stack import local_judge
 from pipeline.stack.broker import LaunchError, broker_command
 from pipeline.stack.topics import ensure_topics
 from pipeline.store.auth import api_token
@@ -58,8 +59,15 @@ def child_env(settings: Settings) -> dict[str, str]:
         OODWATCH_RECEIVER_PORT=str(settings.receiver_port),
         OODWATCH_API_PORT=str(settings.api_port),
         OODWATCH_TOPIC_PARTITIONS=str(settings.topic_partitions),
+        OODWATCH_JUDGE_BASE_URL=settings.judge_base_url,
+        OODWATCH_JUDGE_MODEL=settings.judge_model,
+        OODWATCH_JUDGE_RESPONSE_FORMAT=settings.judge_response_format,
+        OODWATCH_LOCAL_JUDGE=str(settings.local_judge).lower(),
+        OODWATCH_LOCAL_JUDGE_PORT=str(settings.local_judge_port),
         PYTHONUNBUFFERED="1",
     )
+    if settings.judge_key():
+        env["OODWATCH_JUDGE_API_KEY"] = settings.judge_key()
     return env
 
 
@@ -122,6 +130,10 @@ class Stack:
                 self._wait(broker, lambda: wait_tcp(s.host, s.broker_port, 0.5), f"broker on port {s.broker_port}")
             self.progress("creating topics")
             ensure_topics(s)
+            if s.uses_local_judge:
+                self.progress(f"starting the local judge (SmolLM2, plumbing only) on port {s.local_judge_port}")
+                judge = self._spawn("judge", local_judge.server_command(s))
+                self._wait(judge, lambda: http_ok(f"http://{s.host}:{s.local_judge_port}/v1/models"), "local judge")
             self.progress("starting store (sink + triage API)")
             store = self._spawn("store", self._oodwatch("store"))
             self._wait(store, lambda: http_ok(f"{s.api_url}/readyz"), f"store on {s.api_url}")
@@ -171,6 +183,9 @@ class Stack:
             check_port_free(s.host, s.broker_port, "embedded broker", "OODWATCH_BROKER_PORT")
         check_port_free(s.host, s.api_port, "triage API", "OODWATCH_API_PORT")
         check_port_free(s.host, s.receiver_port, "OTLP receiver", "OODWATCH_RECEIVER_PORT")
+        if s.uses_local_judge:
+            check_port_free(s.host, s.local_judge_port, "local judge", "OODWATCH_LOCAL_JUDGE_PORT")
+            local_judge.server_command(s)  # says what is missing before anything starts
         from detectors.tier1_classifier import MODEL_FILE
 
         if not (s.models_path / MODEL_FILE).exists():

@@ -79,6 +79,12 @@ def create_api(
     async def stats(since_ns: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
         return await asyncio.to_thread(store.stats, since_ns)
 
+    @app.get("/api/reference/samples", dependencies=auth)
+    async def reference_samples(
+        since_ns: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000
+    ) -> list[str]:
+        return await asyncio.to_thread(store.reference_samples, since_ns=since_ns, limit=limit)
+
     @app.get("/api/dead-letters", dependencies=auth)
     async def dead_letters(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.dead_letters, limit)

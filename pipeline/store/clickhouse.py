@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any
 
 from schemas.dead_letter import DeadLetter
-from schemas.evidence import EvidenceBundle, Screening
+from schemas.evidence import EvidenceBundle, QueueState, Screening
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ DEAD_LETTER_COLUMNS = [
     "dead_letter_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
     "payload_b64", "payload_bytes", "failed_at", "stored_at",
 ]  # fmt: skip
+
+
+#: Queue states that wait for a human.
+WAITING_STATES = (QueueState.OPEN.value, QueueState.NEEDS_HUMAN_REVIEW.value)
 
 
 class StoreError(RuntimeError):
@@ -120,6 +124,10 @@ class Store:
         fresh = self._unseen("screenings", "event_id", {s.event_id: s for s in screenings})
         rows = [_screening_row(s, stored_ns) for s in fresh]
         self._insert("screenings", rows, SCREENING_COLUMNS)
+        samples = [
+            [s.event_id, s.service, s.reference_text, s.screened_ns, stored_ns] for s in fresh if s.reference_text
+        ]
+        self._insert("reference_samples", samples, ["event_id", "service", "text", "sampled_at", "stored_at"])
         return len(rows)
 
     def insert_bundles(self, bundles: Sequence[EvidenceBundle], stored_ns: int) -> int:
@@ -164,13 +172,15 @@ class Store:
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
     def queue(self, *, limit: int = 50, state: str = "open", since_ns: int = 0) -> list[dict[str, Any]]:
-        """Escalations in `state` created since `since_ns`, ranked by severity, then age (oldest first)."""
+        """Escalations in `state` created since `since_ns`, ranked by severity, then age (oldest first).
+        "open" is everything awaiting a human: open and needs_human_review."""
+        states = list(WAITING_STATES) if state == "open" else [state]
         return self.query(
             "SELECT bundle_id, session_id, service, model, severity, categories, max_score, queue_state, "
             "judge_status, drill_id, created_at FROM evidence_bundles FINAL "
-            "WHERE queue_state = {state:String} AND created_at >= fromUnixTimestamp64Nano({since:Int64}) "
+            "WHERE queue_state IN {states:Array(String)} AND created_at >= fromUnixTimestamp64Nano({since:Int64}) "
             "ORDER BY severity_rank DESC, created_at ASC LIMIT {limit:UInt32}",
-            {"state": state, "limit": limit, "since": since_ns},
+            {"states": states, "limit": limit, "since": since_ns},
         )
 
     def bundle(self, bundle_id: str) -> dict[str, Any] | None:
@@ -199,7 +209,11 @@ class Store:
             since,
         )[0]
         bundles = self.query(
-            "SELECT count() AS n, countIf(arrayExists(c -> startsWith(c, 'tier2:'), categories)) AS tier2 "
+            "SELECT count() AS n, countIf(arrayExists(c -> startsWith(c, 'tier2:'), categories)) AS tier2, "
+            "countIf(judge_status = 'judged') AS judged, countIf(judge_status = 'judge_error') AS judge_error, "
+            "countIf(judge_status = 'skipped') AS judge_skipped, "
+            "countIf(queue_state = 'needs_human_review') AS needs_human_review, "
+            "countIf(queue_state = 'cleared') AS cleared "
             f"FROM evidence_bundles FINAL WHERE created_at >= {after}",
             since,
         )[0]
@@ -219,12 +233,25 @@ class Store:
             "uncertain": int(screened["uncertain"]),
             "evidence_bundles": int(bundles["n"]),
             "tier2_flagged": int(bundles["tier2"]),
+            "tier3": {
+                key: int(bundles[key])
+                for key in ("judged", "judge_error", "judge_skipped", "needs_human_review", "cleared")
+            },
             "dead_letters": int(dead),
             "e2e_p50_ms": quantiles[0],
             "e2e_p95_ms": quantiles[1],
             "e2e_p99_ms": quantiles[2],
             "hops_p50_p99_ms": {hop: ms(f"{hop}_ms") for hop in ("normalize", "screen", "store")},
         }
+
+    def reference_samples(self, *, since_ns: int = 0, limit: int = 10_000) -> list[str]:
+        """Clean traffic sampled for tier 2's reference, newest first."""
+        rows = self.query(
+            "SELECT text FROM reference_samples FINAL WHERE sampled_at >= fromUnixTimestamp64Nano({since:Int64}) "
+            "ORDER BY sampled_at DESC LIMIT {limit:UInt32}",
+            {"since": since_ns, "limit": limit},
+        )
+        return [row["text"] for row in rows]
 
     def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.query(

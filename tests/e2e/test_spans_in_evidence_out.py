@@ -45,7 +45,8 @@ def test_spans_through_otlp_are_all_screened_and_attacks_have_bundles(settings, 
     bundle = client.bundle(top["bundle_id"])
     assert bundle["bundle_id"] == top["bundle_id"] and bundle["queue_state"] == "open"
     assert bundle["events"][0]["input_messages"] or bundle["events"][0]["tool_calls"]
-    assert [h["stage"] for h in bundle["hops"]] == ["received", "normalized", "screened", "investigated"]
+    assert [h["stage"] for h in bundle["hops"]] == ["received", "normalized", "screened", "investigated", "tier3"]
+    assert bundle["judge_status"] == "unjudged" and "not configured" in bundle["hops"][-1]["note"]
     [tier2] = bundle["tier2"]  # tier 2 ran on the escalated event
     assert [s["category"] for s in tier2["scores"]] == ["ood", "injection"] and len(tier2["exemplars"]) == 3
     routing = [s for s in bundle["screenings"][0]["scores"] if "/" not in s["category"]]

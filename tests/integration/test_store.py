@@ -108,3 +108,12 @@ def test_queue_since_shows_only_bundles_created_after_it(store):
     store.insert_bundles([newer], time.time_ns())
     assert [r["bundle_id"] for r in store.queue()] == [older.bundle_id, newer.bundle_id]
     assert [r["bundle_id"] for r in store.queue(since_ns=since)] == [newer.bundle_id]
+
+
+def test_clean_traffic_is_sampled_for_the_reference_and_read_back(store):
+    screener = Screener([FixedDetector(0.1, 0.1, 0.9)], RoutingPolicy.load(), reference_sample_rate=1.0)
+    events = [event(n, text=f"benign question {n}") for n in range(3)]
+    screenings = screener.screen(events)
+    store.insert_screenings(screenings, time.time_ns())
+    store.insert_screenings(screenings, time.time_ns())  # a replay adds no second sample
+    assert sorted(store.reference_samples()) == ["benign question 0", "benign question 1"]  # not the escalated one

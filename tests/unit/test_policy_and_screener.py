@@ -169,3 +169,16 @@ def test_investigator_puts_tier2_results_and_flags_into_the_bundle():
     assert "tier 2: ood 0.400 (threshold 0.990), injection 0.970" in bundle.hops[-1].note
     [without] = Investigator(None).investigate([Escalation(event=event(7), screening=screening)])
     assert without.tier2 == () and "tier 2 not built" in without.hops[-1].note
+
+
+def test_a_share_of_clean_events_carries_text_for_the_reference_but_never_drills_or_escalations():
+    events = [event(n, text=f"question {n}").model_copy(update={"drill_id": None}) for n in range(400)]
+    drill = event(401)  # carries a drill id
+    sampled = Screener([FixedDetector(0.1)], RoutingPolicy.load(), reference_sample_rate=0.25).screen([*events, drill])
+    texts = [s.reference_text for s in sampled if s.reference_text]
+    assert 60 <= len(texts) <= 140 and all(t.startswith("question ") for t in texts)
+    assert sampled[-1].reference_text is None
+    again = Screener([FixedDetector(0.1)], RoutingPolicy.load(), reference_sample_rate=0.25).screen(events)
+    assert [s.reference_text for s in again] == [s.reference_text for s in sampled[:-1]]  # replay-stable
+    escalated = Screener([FixedDetector(0.99)], RoutingPolicy.load(), reference_sample_rate=1.0).screen(events[:5])
+    assert all(s.reference_text is None for s in escalated)
