@@ -7,10 +7,16 @@ MODELS := .oodwatch/models/tier1.onnx .oodwatch/models/tier2.json
 DATASETS := .oodwatch/datasets
 DATA_STAMP := $(DATASETS)/.fetched
 JUDGE_MODEL := .oodwatch/models/judge/SmolLM2-135M-Instruct.Q4_1.gguf
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup models demo test test-unit test-integration test-e2e bench lint clean
 
-setup: $(STAMP) $(MODELS) $(JUDGE_MODEL)
+setup: $(STAMP) $(MODELS) $(JUDGE_MODEL) $(CHROMIUM)
+
+# Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -qq chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 
 # torch first, from the local CPU build: any other torch request pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml

@@ -28,6 +28,7 @@ from detectors.ood import OOD_CATEGORY, TIER2_ARRAYS, TIER2_META, knn_distance, 
 DUPLICATE_SIMILARITY = 0.98
 CALIBRATION_SHARE = 0.2
 MAX_REFERENCE_ROWS = 30_000
+EXEMPLAR_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Consolidation:
     duplicates: int
     added_to_reference: int
     added_to_calibration: int
+    added_to_exemplar_bank: int
     reference_rows_before: int
     reference_rows_after: int
     threshold_distance_before: float
@@ -62,8 +64,10 @@ def _held_out(text: str) -> bool:
 
 def consolidate(
     model_dir: Path, texts: Sequence[str], *, max_shift: float = 0.1, accept_shift: bool = False,
-    dry_run: bool = False, embedder: MiniLMEmbedder | None = None,
+    dry_run: bool = False, embedder: MiniLMEmbedder | None = None, exemplars: Sequence[tuple[str, str]] = (),
 ) -> Consolidation:  # fmt: skip
+    """`texts`: benign traffic for the reference. `exemplars`: (id, text) of confirmed failures
+    for the exemplar bank (what a reviewer sees a new escalation resemble)."""
     meta_path, arrays_path = model_dir / TIER2_META, model_dir / TIER2_ARRAYS
     meta: dict[str, Any] = json.loads(meta_path.read_text())
     arrays = dict(np.load(arrays_path))
@@ -75,7 +79,9 @@ def consolidate(
     target_fpr = float(meta["categories"][OOD_CATEGORY]["target_fpr"])
 
     distinct = sorted({t.strip() for t in texts if t.strip()})
-    embedded = (embedder or MiniLMEmbedder(model_dir)).embed(distinct)
+    embedder = embedder or MiniLMEmbedder(model_dir)
+    embedded = embedder.embed(distinct)
+    bank_added = _grow_bank(arrays, meta, exemplars, embedder)
     known = np.vstack([reference, calibration])  # held-out rows count as seen too
     novel = (embedded @ known.T).max(axis=1, initial=-1.0) < DUPLICATE_SIMILARITY if len(distinct) else []
     fresh = [i for i, keep in enumerate(novel) if keep]
@@ -95,12 +101,12 @@ def consolidate(
     shift = (threshold_after - threshold_before) / threshold_before if threshold_before else 0.0
     old_fpr = float(np.mean(knn_distance(calibration, new_reference, k) >= threshold_after))
     within = abs(shift) <= max_shift
-    write = (within or accept_shift) and not dry_run and bool(fresh)
+    write = (within or accept_shift) and not dry_run and bool(fresh or bank_added)
 
     version_after = meta["version"]
     if write:
         version_after = _write(model_dir, meta, arrays, new_reference, new_calibration, after, shift, len(fresh))
-    if not fresh:
+    if not fresh and not bank_added:
         message = "nothing new: every candidate is already in the reference"
     elif not within and not accept_shift:
         message = (
@@ -117,6 +123,7 @@ def consolidate(
         duplicates=len(distinct) - len(fresh),
         added_to_reference=len(kept),
         added_to_calibration=len(held),
+        added_to_exemplar_bank=bank_added,
         reference_rows_before=len(reference),
         reference_rows_after=len(new_reference),
         threshold_distance_before=round(threshold_before, 6),
@@ -131,6 +138,26 @@ def consolidate(
         version_after=version_after,
         message=message,
     )
+
+
+def _grow_bank(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any], exemplars: Sequence[tuple[str, str]], embedder: MiniLMEmbedder
+) -> int:
+    """Confirmed failures join the exemplar bank (in place), unless the bank already holds them."""
+    known = {entry["id"] for entry in meta["bank"]}
+    fresh = [(ident, text) for ident, text in exemplars if ident not in known and text.strip()]
+    if not fresh:
+        return 0
+    vectors = embedder.embed([text for _, text in fresh])
+    arrays["bank"] = np.vstack([arrays["bank"].astype(np.float32), vectors]).astype(np.float16)
+    meta["bank"] = [
+        *meta["bank"],
+        *(
+            {"id": ident, "label": "confirmed", "source": "review", "text": text[:EXEMPLAR_CHARS]}
+            for ident, text in fresh
+        ),
+    ]
+    return len(fresh)
 
 
 def _write(

@@ -34,6 +34,8 @@ def build_screener(settings: Settings) -> Screener:
         [Tier1Classifier(settings.models_path), *default_rules()],
         RoutingPolicy.load(settings.policy_file),
         reference_sample_rate=settings.reference_sample_rate,
+        text_mode=settings.screening_text,
+        text_chars=settings.screening_text_chars,
     )
 
 

@@ -55,4 +55,8 @@ def bench_stage(settings: Settings, stage: str, *, batch_size: int, seconds: flo
         return bench_tier1(settings, batch_size=batch_size, seconds=seconds)
     if stage == "tier2":
         return bench_tier2(settings, batch_size=min(batch_size, 64), seconds=seconds)
+    if stage == "store":
+        from pipeline.store_bench import bench_store
+
+        return bench_store()
     raise ValueError(f"unknown stage {stage!r}")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline import queue_cli
 from pipeline.settings import Settings
 
 
@@ -174,24 +175,34 @@ def cmd_reference_consolidate(settings: Settings, args: argparse.Namespace) -> i
     """Exit 0: written (or nothing new, or a dry run); 3: refused by the stability check."""
     from detectors.reference import consolidate
 
+    exemplars: list[tuple[str, str]] = []
     if args.from_file:
         texts = read_texts(args.from_file)
         origin = str(args.from_file)
     else:
         from pipeline.client import TriageClient
 
+        client = TriageClient.from_settings(settings)
         since_ns = time.time_ns() - int(args.since_hours * 3600e9)
-        texts = TriageClient.from_settings(settings).reference_samples(since_ns=since_ns, limit=args.limit)
-        origin = f"clean traffic sampled in the last {args.since_hours:g} h ({settings.api_url})"
+        texts = client.reference_samples(since_ns=since_ns, limit=args.limit)
+        reviewed = client.labels(since_ns=since_ns, label=["false_positive", "benign_ood", "confirmed"])
+        texts += [r["text"] for r in reviewed if r["label"] != "confirmed"]
+        exemplars = [(r["bundle_id"], r["text"]) for r in reviewed if r["label"] == "confirmed"]
+        origin = (
+            f"the last {args.since_hours:g} h ({settings.api_url}): sampled clean traffic and "
+            f"{len(reviewed)} reviewed bundle(s)"
+        )
     report = consolidate(
-        settings.models_path, texts, max_shift=args.max_shift, accept_shift=args.accept_shift, dry_run=args.dry_run
-    )
+        settings.models_path, texts, max_shift=args.max_shift, accept_shift=args.accept_shift, dry_run=args.dry_run,
+        exemplars=exemplars,
+    )  # fmt: skip
     if args.json:
         print(json.dumps({"source": origin, **report.as_dict()}))
     else:
         print(f"candidates from {origin}: {report.candidates} ({report.duplicates} already covered)")
         print(f"  reference rows           {report.reference_rows_before} -> {report.reference_rows_after}")
         print(f"  held out for calibration +{report.added_to_calibration}")
+        print(f"  exemplar bank            +{report.added_to_exemplar_bank} confirmed")
         print(
             f"  OOD threshold distance   {report.threshold_distance_before:.4f} -> "
             f"{report.threshold_distance_after:.4f} ({report.threshold_shift:+.1%}, bound {report.max_shift:.0%})"
@@ -209,31 +220,6 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
     result = bench_stage(settings, args.stage, batch_size=args.batch_size, seconds=args.seconds)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
-    return 0
-
-
-def cmd_queue_list(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.client import TriageClient
-
-    client = TriageClient.from_settings(settings)
-    rows = client.escalations(limit=args.limit, state=args.state)
-    if args.json:
-        print(json.dumps(rows, default=str))
-        return 0
-    print(f"{'severity':<9} {'score':>6}  {'service':<18} {'categories':<22} {'judge':<11} {'created':<27} bundle")
-    for row in rows:
-        print(
-            f"{row['severity']:<9} {row['max_score']:>6.3f}  {row['service'][:18]:<18} "
-            f"{','.join(row['categories'])[:22]:<22} {row['judge_status'][:11]:<11} "
-            f"{str(row['created_at'])[:26]:<27} {row['bundle_id']}"
-        )
-    return 0
-
-
-def cmd_queue_show(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.client import TriageClient
-
-    print(json.dumps(TriageClient.from_settings(settings).bundle(args.bundle_id), indent=2, default=str))
     return 0
 
 
@@ -273,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(func=cmd_models_card)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
-    bench.add_argument("--stage", choices=["tier1", "tier2"], default="tier1")
+    bench.add_argument("--stage", choices=["tier1", "tier2", "store"], default="tier1")
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--seconds", type=float, default=5.0)
     bench.add_argument("--json", action="store_true")
@@ -299,15 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     consolidation.add_argument("--json", action="store_true")
     consolidation.set_defaults(func=cmd_reference_consolidate)
 
-    queue = sub.add_parser("queue", help="the escalation queue").add_subparsers(dest="queue_command", required=True)
-    listing = queue.add_parser("list", help="open escalations, most severe first")
-    listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--state", default="open")
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=cmd_queue_list)
-    show = queue.add_parser("show", help="one evidence bundle")
-    show.add_argument("bundle_id")
-    show.set_defaults(func=cmd_queue_show)
+    queue_cli.add_commands(sub)
     return parser
 
 

@@ -19,7 +19,12 @@ class TriageClient:
         return cls(settings.api_url, api_token(settings))
 
     def _get(self, path: str, **params: Any) -> Any:
-        response = self._http.get(path, params=params)
+        response = self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        response.raise_for_status()
+        return response.json()
+
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self._http.post(path, json=body)
         response.raise_for_status()
         return response.json()
 
@@ -27,8 +32,38 @@ class TriageClient:
         result: dict[str, Any] = self._get("/api/stats", since_ns=since_ns)
         return result
 
-    def escalations(self, limit: int = 50, state: str = "open", since_ns: int = 0) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._get("/api/escalations", limit=limit, state=state, since_ns=since_ns)
+    def escalations(
+        self, limit: int = 50, status: str = "open", since_ns: int = 0, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """`filters`: severity, min_severity, category, tenant, service, model, group_key, origin, until_ns,
+        sort, offset (the API's query parameters)."""
+        result: list[dict[str, Any]] = self._get(
+            "/api/escalations", limit=limit, status=status, since_ns=since_ns, **filters
+        )
+        return result
+
+    def claim(self, bundle_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._post(f"/api/escalations/{bundle_id}/claim")
+        return result
+
+    def unclaim(self, bundle_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._post(f"/api/escalations/{bundle_id}/unclaim")
+        return result
+
+    def resolve(self, bundle_id: str, label: str, note: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self._post(f"/api/escalations/{bundle_id}/resolve", {"label": label, "note": note})
+        return result
+
+    def resolve_group(self, group_key: str, label: str, note: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self._post(f"/api/groups/{group_key}/resolve", {"label": label, "note": note})
+        return result
+
+    def groups(self, status: str = "open", limit: int = 50) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/api/groups", status=status, limit=limit)
+        return result
+
+    def labels(self, since_ns: int = 0, label: list[str] | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/api/labels", since_ns=since_ns, label=label)
         return result
 
     def bundle(self, bundle_id: str) -> dict[str, Any]:

@@ -61,8 +61,24 @@ class Settings(BaseSettings):
     app_id: str = "oodwatch"
     #: Share of clean events kept (text included) for tier 2's reference; see `oodwatch reference consolidate`.
     reference_sample_rate: float = Field(default=0.02, ge=0.0, le=1.0)
-    #: Bearer token of the triage API. Empty: one is generated into `<data_dir>/api-token`.
+    #: The triage API's admin token. Empty: one is generated into `<data_dir>/api-token`.
     api_token: SecretStr = SecretStr("")
+    #: More API tokens with roles: lines `name role token` (role viewer, reviewer or admin).
+    api_tokens_file: Path | None = None
+    #: Mark the web desk's cookies Secure (set it when the API is served over TLS).
+    ui_secure_cookies: bool = False
+    #: Screenings expire after this many days (0: never); text kept per screening: the last
+    #: `screening_text_chars` (truncated), all of it (full), or only its SHA-256 (hashed; then
+    #: no clean traffic is sampled for the reference either).
+    screening_ttl_days: int = Field(default=30, ge=0)
+    screening_text: Literal["truncated", "full", "hashed"] = "truncated"
+    screening_text_chars: int = Field(default=280, ge=0)
+    #: Webhooks for new bundles at or above `alert_min_severity` (never drills); empty: none.
+    alert_webhook_url: str = ""
+    alert_slack_webhook_url: SecretStr = SecretStr("")
+    alert_min_severity: Literal["low", "medium", "high", "critical"] = "high"
+    #: At most one alert per group of similar bundles in this window; the rest are counted in the next.
+    alert_group_window_s: float = Field(default=600.0, gt=0)
     screen_batch_size: int = 256
     screen_batch_window_s: float = 0.05
     investigate_batch_size: int = 32

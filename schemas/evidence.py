@@ -7,6 +7,8 @@ threshold that produced the decision, so the queue can rank across detectors.
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +44,19 @@ class QueueState(StrEnum):
     NEEDS_HUMAN_REVIEW = "needs_human_review"
     #: The judge cleared a lower-severity item with confidence; kept for audit, out of the queue.
     CLEARED = "cleared"
+    #: A reviewer decided, with a label.
+    RESOLVED = "resolved"
+
+
+class ReviewLabel(StrEnum):
+    #: A real failure: joins the exemplar bank and the tier-1 training labels.
+    CONFIRMED = "confirmed"
+    #: Not a problem: joins tier 2's in-distribution reference at the next consolidation.
+    FALSE_POSITIVE = "false_positive"
+    #: Unusual but fine: joins the reference too.
+    BENIGN_OOD = "benign_ood"
+    #: The policy itself needs a decision (model owners).
+    NEEDS_POLICY = "needs_policy"
 
 
 class CategoryScore(BaseModel):
@@ -144,6 +159,10 @@ class EvidenceBundle(BaseModel):
     severity: Severity
     categories: tuple[str, ...]
     max_score: float
+    #: Similar escalations share it (service, routing categories, normalised text), so one
+    #: decision can cover a burst.
+    group_key: str = ""
+    tenant: str = ""
     events: tuple[LLMEvent, ...]
     screenings: tuple[Screening, ...]
     tier2: tuple[Tier2Result, ...] = ()
@@ -156,6 +175,13 @@ class EvidenceBundle(BaseModel):
     drill_id: str | None = None
     queue_state: QueueState = QueueState.OPEN
     created_ns: int
+
+
+def group_key_for(service: str, categories: Sequence[str], text: str) -> str:
+    """Digits, case and spacing do not split a group; the first 160 characters decide it."""
+    normalised = " ".join(re.sub(r"\d+", "#", text.lower()).split())[:160]
+    routing = ",".join(sorted(c for c in categories if "/" not in c))
+    return hashlib.blake2b(f"{service}|{routing}|{normalised}".encode(), digest_size=8).hexdigest()
 
 
 def bundle_id_for(event_id: str) -> str:

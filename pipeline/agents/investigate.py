@@ -10,13 +10,24 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
 
+from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.budget import TokenBucket
 from pipeline.policy import RoutingPolicy, TierBudget
 from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
-from schemas.evidence import Decision, Escalation, EvidenceBundle, Hop, Severity, Tier2Result, bundle_id_for
+from schemas.evidence import (
+    Decision,
+    Escalation,
+    EvidenceBundle,
+    Hop,
+    Severity,
+    Tier2Result,
+    bundle_id_for,
+    group_key_for,
+)
 
 STAGE = "investigate"
+GROUP_TEXT_CHARS = 400
 
 
 def assemble_bundle(
@@ -47,6 +58,8 @@ def assemble_bundle(
         severity=severity,
         categories=tuple(sorted(flagged)),
         max_score=screening.max_score,
+        group_key=group_key_for(event.service, sorted(flagged), screening_text(event, GROUP_TEXT_CHARS)),
+        tenant=event.tenant,
         events=(event,),
         screenings=(screening,),
         tier2=() if tier2 is None else (tier2,),

@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import MutableMapping, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Literal
 
 from detectors.base import Detector
 from detectors.text import screening_text
@@ -17,6 +17,7 @@ from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening
 
 STAGE = "screen"
+TextMode = Literal["truncated", "full", "hashed"]
 EXCERPT_CHARS = 280
 REFERENCE_CHARS = 2000  # beyond what MiniLM reads (256 tokens)
 
@@ -29,13 +30,25 @@ class Screener:
     are `[risk, at_ns]` lists, so they serialise as JSON."""
 
     def __init__(
-        self, detectors: Sequence[Detector], policy: RoutingPolicy, reference_sample_rate: float = 0.0
-    ) -> None:
+        self, detectors: Sequence[Detector], policy: RoutingPolicy, reference_sample_rate: float = 0.0,
+        text_mode: TextMode = "truncated", text_chars: int = EXCERPT_CHARS,
+    ) -> None:  # fmt: skip
+        """`text_mode`: how much of each event's text its screening keeps (the store keeps it for
+        the screenings' TTL): the last `text_chars` characters, all of it, or only its hash.
+        Hashed keeps no text anywhere, so it samples nothing for the reference either."""
         self.detectors = list(detectors)
         self.policy = policy
         self.versions = {d.name: d.version for d in self.detectors}
-        self.reference_sample_rate = reference_sample_rate
-        self._sample_below = int(reference_sample_rate * 2**32)
+        self.reference_sample_rate = 0.0 if text_mode == "hashed" else reference_sample_rate
+        self._sample_below = int(self.reference_sample_rate * 2**32)
+        self.text_mode = text_mode
+        self.text_chars = text_chars
+
+    def _excerpt(self, event: LLMEvent) -> str:
+        if self.text_mode == "truncated":
+            return screening_text(event, self.text_chars)
+        text = screening_text(event, None)
+        return text if self.text_mode == "full" else "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def _reference_text(self, event: LLMEvent, decision: Decision) -> str | None:
         """Clean live traffic, sampled by event id (so a replay samples the same events)."""
@@ -78,7 +91,7 @@ class Screener:
                     policy_version=self.policy.version,
                     detector_versions=self.versions,
                     drill_id=event.drill_id,
-                    excerpt=screening_text(event, EXCERPT_CHARS),
+                    excerpt=self._excerpt(event),
                     reference_text=self._reference_text(event, routing.decision),
                     received_ns=event.received_ns,
                     normalized_ns=event.normalized_ns,

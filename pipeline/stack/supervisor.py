@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from pydantic import SecretStr
+
 from pipeline.settings import Settings
 from pipeline.stack import local_judge
 from pipeline.stack.broker import LaunchError, broker_command
@@ -48,26 +50,30 @@ class Child:
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    """Children get the resolved settings explicitly, so they agree with the supervisor."""
+    """Children get every setting explicitly (paths resolved, the embedded defaults filled in),
+    so they agree with the supervisor whether the settings came from the environment or code."""
     env = dict(os.environ)
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name == "topics" or value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, Path):
+            value = value.resolve()
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        env[f"OODWATCH_{name.upper()}"] = str(value)
     env.update(
-        OODWATCH_DATA_DIR=str(settings.data_dir.resolve()),
         OODWATCH_KAFKA_BOOTSTRAP=settings.bootstrap,
         OODWATCH_CLICKHOUSE_DSN=settings.store_dsn,
         OODWATCH_MODEL_DIR=str(settings.models_path),
-        OODWATCH_HOST=settings.host,
-        OODWATCH_RECEIVER_PORT=str(settings.receiver_port),
-        OODWATCH_API_PORT=str(settings.api_port),
-        OODWATCH_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        OODWATCH_JUDGE_BASE_URL=settings.judge_base_url,
-        OODWATCH_JUDGE_MODEL=settings.judge_model,
-        OODWATCH_JUDGE_RESPONSE_FORMAT=settings.judge_response_format,
-        OODWATCH_LOCAL_JUDGE=str(settings.local_judge).lower(),
-        OODWATCH_LOCAL_JUDGE_PORT=str(settings.local_judge_port),
         PYTHONUNBUFFERED="1",
     )
     if settings.judge_key():
         env["OODWATCH_JUDGE_API_KEY"] = settings.judge_key()
+    for name, topic in settings.topics.model_dump().items():
+        env[f"OODWATCH_TOPIC_{name.upper()}"] = topic
     return env
 
 

@@ -1,30 +1,62 @@
-"""Triage API (minimal): the ranked escalation queue, one evidence bundle, pipeline stats."""
+"""Triage API and web desk, served by the store process.
 
-from __future__ import annotations
+Every endpoint but the health checks and the login page needs a principal: a bearer token
+(CLI, scripts) or a browser session (the web desk), with a role at least the endpoint's:
+viewer reads, reviewer claims and resolves, admin reads raw material (dead letters, labelled
+text, reference samples). Anonymous calls get 401, too-low roles 403.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the local dependency aliases
+# (Viewer, Reviewer, Admin, Filter) as objects when it reads the endpoint signatures.
 
 import asyncio
-import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.text import screening_text
+from pipeline.store.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SESSION_TTL_S, Authenticator, Principal, Role
 from pipeline.store.clickhouse import Store
+from pipeline.store.desk import Desk, DeskError, Origin, QueueFilter, Sort, Status
+from schemas.events import LLMEvent
+from schemas.evidence import ReviewLabel, Severity
 
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False)
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+#: No inline script or style anywhere: injected markup could not run even if it reached the DOM.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: ReviewLabel
+    note: Annotated[str, Field(max_length=4000)] = ""
+
+
+def _web(name: str) -> str:
+    return resources.files("pipeline.web").joinpath(name).read_text()
 
 
 def create_api(
     store: Store,
-    token: str,
+    authenticator: Authenticator,
     *,
-    background: Callable[[], Any] | None = None,
+    background: Callable[[], Coroutine[Any, Any, Any]] | None = None,
     is_ready: Callable[[], bool] = lambda: True,
+    secure_cookies: bool = False,
 ) -> FastAPI:
     """`background` is started with the app and cancelled with it (the sink, in the store process)."""
 
@@ -38,17 +70,88 @@ def create_api(
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    app = FastAPI(title="oodwatch triage API", version="0.1.0", lifespan=lifespan)
+    # The document is served behind auth below; Swagger's page would need a CDN script, which
+    # neither this machine's network nor the CSP allows.
+    app = FastAPI(
+        title="oodwatch triage API", version="0.2.0", lifespan=lifespan, openapi_url=None, docs_url=None,
+        redoc_url=None,
+    )  # fmt: skip
+    desk = Desk(store)
 
-    def authenticated(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
-            raise HTTPException(
-                status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts.
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def principal_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
+        if credentials is not None:
+            return authenticator.by_token(credentials.credentials)
+        session = request.cookies.get(SESSION_COOKIE)
+        if not session:
+            return None
+        try:
+            return authenticator.by_session(
+                session, request.headers.get(CSRF_HEADER), changes_state=request.method not in SAFE_METHODS
             )
+        except PermissionError as exc:
+            raise HTTPException(status_code=403, detail=str(exc)) from None
 
-    auth = [Depends(authenticated)]
+    def require(role: Role) -> Callable[..., Principal]:
+        def dependency(
+            request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+        ) -> Principal:
+            principal = principal_of(request, credentials)
+            if principal is None:
+                raise HTTPException(
+                    status_code=401, detail="missing or wrong credentials", headers={"WWW-Authenticate": "Bearer"}
+                )
+            if not principal.may(role):
+                raise HTTPException(status_code=403, detail=f"needs the {role} role")
+            return principal
+
+        return dependency
+
+    Viewer = Annotated[Principal, Depends(require("viewer"))]
+    Reviewer = Annotated[Principal, Depends(require("reviewer"))]
+    Admin = Annotated[Principal, Depends(require("admin"))]
+
+    async def desk_call(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except DeskError as exc:
+            raise HTTPException(status_code=exc.status, detail=str(exc)) from None
+
+    def queue_filter(
+        status: Status = "open",
+        severity: Annotated[list[Severity] | None, Query()] = None,
+        min_severity: Severity | None = None,
+        category: str | None = None,
+        tenant: str | None = None,
+        service: str | None = None,
+        model: str | None = None,
+        group_key: str | None = None,
+        origin: Origin = "all",
+        since_ns: Annotated[int, Query(ge=0)] = 0,
+        until_ns: Annotated[int, Query(ge=0)] = 0,
+        sort: Sort = "severity",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> QueueFilter:
+        return QueueFilter(
+            status=status, severity=severity or [], min_severity=min_severity, category=category, tenant=tenant,
+            service=service, model=model, group_key=group_key, origin=origin, since_ns=since_ns, until_ns=until_ns,
+            sort=sort, limit=limit, offset=offset,
+        )  # fmt: skip
+
+    Filter = Annotated[QueueFilter, Depends(queue_filter)]
+
+    # -- health ---------------------------------------------------------------------
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -60,34 +163,137 @@ def create_api(
             raise HTTPException(status_code=503, detail="sink not connected to the broker yet")
         return {"status": "ready"}
 
-    @app.get("/api/escalations", dependencies=auth)
-    async def escalations(
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        state: str = "open",
-        since_ns: Annotated[int, Query(ge=0)] = 0,
-    ) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(store.queue, limit=limit, state=state, since_ns=since_ns)
+    # -- queue ----------------------------------------------------------------------
 
-    @app.get("/api/escalations/{bundle_id}", dependencies=auth)
-    async def escalation(bundle_id: str) -> dict[str, Any]:
-        bundle = await asyncio.to_thread(store.bundle, bundle_id)
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi(_: Viewer) -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/api/whoami")
+    async def whoami(who: Viewer) -> dict[str, str]:
+        return {"name": who.name, "role": who.role}
+
+    @app.get("/api/escalations")
+    async def escalations(_: Viewer, f: Filter) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await desk_call(desk.queue, f)
+        return result
+
+    @app.get("/api/escalations/{bundle_id}")
+    async def escalation(_: Viewer, bundle_id: str) -> dict[str, Any]:
+        bundle = await desk_call(desk.bundle, bundle_id)
         if bundle is None:
             raise HTTPException(status_code=404, detail=f"no evidence bundle {bundle_id!r}")
-        return bundle
+        result: dict[str, Any] = bundle
+        return result
 
-    @app.get("/api/stats", dependencies=auth)
-    async def stats(since_ns: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    @app.post("/api/escalations/{bundle_id}/claim")
+    async def claim(who: Reviewer, bundle_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await desk_call(desk.claim, bundle_id, who.name, who.role)
+        return result
+
+    @app.post("/api/escalations/{bundle_id}/unclaim")
+    async def unclaim(who: Reviewer, bundle_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await desk_call(desk.unclaim, bundle_id, who.name, who.role)
+        return result
+
+    @app.post("/api/escalations/{bundle_id}/resolve")
+    async def resolve(who: Reviewer, bundle_id: str, body: Resolution) -> dict[str, Any]:
+        result: dict[str, Any] = await desk_call(desk.resolve, bundle_id, who.name, who.role, body.label, body.note)
+        return result
+
+    @app.get("/api/groups")
+    async def groups(_: Viewer, f: Filter) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await desk_call(desk.groups, f)
+        return result
+
+    @app.post("/api/groups/{group_key}/resolve")
+    async def resolve_group(who: Reviewer, group_key: str, body: Resolution) -> dict[str, Any]:
+        resolved = await desk_call(desk.resolve_group, group_key, who.name, who.role, body.label, body.note)
+        return {"group_key": group_key, "resolved": resolved}
+
+    @app.get("/api/queue/stats")
+    async def queue_stats(_: Viewer) -> dict[str, Any]:
+        result: dict[str, Any] = await desk_call(desk.stats)
+        return result
+
+    @app.get("/api/stats")
+    async def stats(_: Viewer, since_ns: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
         return await asyncio.to_thread(store.stats, since_ns)
 
-    @app.get("/api/reference/samples", dependencies=auth)
+    # -- raw material (admin) -------------------------------------------------------
+
+    @app.get("/api/labels")
+    async def labels(
+        _: Admin,
+        label: Annotated[list[ReviewLabel] | None, Query()] = None,
+        since_ns: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        """Reviewed bundles with the text a detector read, for retraining and the reference."""
+        rows = await desk_call(desk.labelled, label or list(ReviewLabel), since_ns)
+        return [_labelled(row) for row in rows]
+
+    @app.get("/api/reference/samples")
     async def reference_samples(
-        since_ns: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000
+        _: Admin,
+        since_ns: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> list[str]:
         return await asyncio.to_thread(store.reference_samples, since_ns=since_ns, limit=limit)
 
-    @app.get("/api/dead-letters", dependencies=auth)
-    async def dead_letters(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+    @app.get("/api/dead-letters")
+    async def dead_letters(_: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.dead_letters, limit)
+
+    # -- web desk -------------------------------------------------------------------
+
+    def page(request: Request, name: str) -> Response:
+        session = request.cookies.get(SESSION_COOKIE)
+        if not session or authenticator.by_session(session, None, changes_state=False) is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        return HTMLResponse(_web(name))
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui_queue(request: Request) -> Response:
+        return page(request, "queue.html")
+
+    @app.get("/ui/bundle/{bundle_id}", include_in_schema=False)
+    async def ui_bundle(request: Request, bundle_id: str) -> Response:
+        return page(request, "bundle.html")
+
+    @app.get("/ui/login", include_in_schema=False)
+    async def ui_login_form() -> Response:
+        return HTMLResponse(_web("login.html"))
+
+    @app.get("/ui/static/{name}", include_in_schema=False)
+    async def ui_static(name: str) -> Response:
+        types = {"app.js": "text/javascript", "style.css": "text/css"}
+        if name not in types:
+            raise HTTPException(status_code=404)
+        return Response(_web(name), media_type=types[name], headers={"Cache-Control": "no-cache"})
+
+    @app.post("/ui/login", include_in_schema=False)
+    async def ui_login(request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+            raise HTTPException(status_code=403, detail="cross-origin login refused")
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        principal = authenticator.by_token(form.get("token", [""])[0].strip())
+        if principal is None:
+            return RedirectResponse("/ui/login?failed=1", status_code=303)
+        session, csrf = authenticator.open_session(principal)
+        response = RedirectResponse("/ui", status_code=303)
+        cookie = {"max_age": SESSION_TTL_S, "samesite": "strict", "secure": secure_cookies, "path": "/"}
+        response.set_cookie(SESSION_COOKIE, session, httponly=True, **cookie)  # type: ignore[arg-type]
+        response.set_cookie(CSRF_COOKIE, csrf, httponly=False, **cookie)  # type: ignore[arg-type]
+        return response
+
+    @app.post("/ui/logout", include_in_schema=False)
+    async def ui_logout(_: Viewer, request: Request) -> Response:
+        authenticator.close_session(request.cookies.get(SESSION_COOKIE, ""))
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        response.delete_cookie(CSRF_COOKIE, path="/")
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -96,3 +302,18 @@ def create_api(
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
     return app
+
+
+def _labelled(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    bundle = json.loads(row["bundle"])
+    events = [LLMEvent.model_validate(e) for e in bundle.get("events", [])]
+    return {
+        "bundle_id": row["bundle_id"],
+        "label": row["label"],
+        "text": "\n".join(screening_text(e) for e in events),
+        "categories": list(row["categories"]),
+        "resolved_by": row["resolved_by"],
+        "resolved_at": str(row["resolved_at"]),
+    }

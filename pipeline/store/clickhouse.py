@@ -7,7 +7,6 @@ through the insert API, never formatted into SQL.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -30,7 +29,7 @@ SCREENING_COLUMNS = [
 BUNDLE_COLUMNS = [
     "bundle_id", "session_id", "trace_id", "service", "model", "severity", "severity_rank", "categories",
     "max_score", "queue_state", "judge_status", "policy_version", "drill_id", "bundle", "created_at",
-    "stored_at", "revision",
+    "stored_at", "revision", "tenant", "group_key", "claimed_by", "label", "resolved_by", "resolved_at",
 ]  # fmt: skip
 DEAD_LETTER_COLUMNS = [
     "dead_letter_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
@@ -130,11 +129,11 @@ class Store:
         self._insert("reference_samples", samples, ["event_id", "service", "text", "sampled_at", "stored_at"])
         return len(rows)
 
-    def insert_bundles(self, bundles: Sequence[EvidenceBundle], stored_ns: int) -> int:
-        fresh = self._unseen("evidence_bundles", "bundle_id", {b.bundle_id: b for b in bundles})
-        rows = [_bundle_row(b, stored_ns) for b in fresh]
-        self._insert("evidence_bundles", rows, BUNDLE_COLUMNS)
-        return len(rows)
+    def insert_bundles(self, bundles: Sequence[EvidenceBundle], stored_ns: int) -> list[EvidenceBundle]:
+        """Returns the bundles that were new (a replayed one is skipped)."""
+        fresh: list[EvidenceBundle] = self._unseen("evidence_bundles", "bundle_id", {b.bundle_id: b for b in bundles})
+        self._insert("evidence_bundles", [_bundle_row(b, stored_ns) for b in fresh], BUNDLE_COLUMNS)
+        return fresh
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter], stored_ns: int) -> int:
         fresh = self._unseen("dead_letters", "dead_letter_id", {d.dead_letter_id: d for d in letters})
@@ -159,6 +158,24 @@ class Store:
             by_id.pop(ident, None)
         return list(by_id.values())
 
+    def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        self._insert(table, rows, columns)
+
+    def insert_columns(self, table: str, columns: list[list[Any]], names: list[str]) -> None:
+        """Bulk load, one list per column (the store bench)."""
+        with self._lock:
+            self._client.insert(table, columns, column_names=names, column_oriented=True)
+
+    def apply_retention(self, screening_ttl_days: int) -> None:
+        """Screenings expire after the configured days (0: kept forever). DDL takes no bound
+        parameters, so the value is checked to be a plain int first."""
+        days = int(screening_ttl_days)
+        with self._lock:
+            if days > 0:
+                self._client.command(f"ALTER TABLE screenings MODIFY TTL toDateTime(received_at) + INTERVAL {days} DAY")
+            else:
+                self._client.command("ALTER TABLE screenings REMOVE TTL")
+
     def _insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
         if rows:
             with self._lock:
@@ -170,29 +187,6 @@ class Store:
         with self._lock:
             result = self._client.query(sql, parameters=parameters or {})
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-
-    def queue(self, *, limit: int = 50, state: str = "open", since_ns: int = 0) -> list[dict[str, Any]]:
-        """Escalations in `state` created since `since_ns`, ranked by severity, then age (oldest first).
-        "open" is everything awaiting a human: open and needs_human_review."""
-        states = list(WAITING_STATES) if state == "open" else [state]
-        return self.query(
-            "SELECT bundle_id, session_id, service, model, severity, categories, max_score, queue_state, "
-            "judge_status, drill_id, created_at FROM evidence_bundles FINAL "
-            "WHERE queue_state IN {states:Array(String)} AND created_at >= fromUnixTimestamp64Nano({since:Int64}) "
-            "ORDER BY severity_rank DESC, created_at ASC LIMIT {limit:UInt32}",
-            {"states": states, "limit": limit, "since": since_ns},
-        )
-
-    def bundle(self, bundle_id: str) -> dict[str, Any] | None:
-        rows = self.query(
-            "SELECT bundle, queue_state FROM evidence_bundles FINAL WHERE bundle_id = {id:String} LIMIT 1",
-            {"id": bundle_id},
-        )
-        if not rows:
-            return None
-        bundle: dict[str, Any] = json.loads(rows[0]["bundle"])
-        bundle["queue_state"] = rows[0]["queue_state"]
-        return bundle
 
     def stats(self, since_ns: int = 0) -> dict[str, Any]:
         """Counts and latency quantiles for records received (or failed, or bundled) since `since_ns`."""
@@ -275,5 +269,6 @@ def _bundle_row(b: EvidenceBundle, stored_ns: int) -> list[Any]:
     return [
         b.bundle_id, b.session_id, b.trace_ids[0] if b.trace_ids else "", b.service, b.model or "",
         b.severity.value, b.severity.rank, list(b.categories), b.max_score, b.queue_state, b.judge_status,
-        b.policy_version, b.drill_id or "", b.model_dump_json(), b.created_ns, stored_ns, 1,
+        b.policy_version, b.drill_id or "", b.model_dump_json(), b.created_ns, stored_ns, 1, b.tenant,
+        b.group_key, "", "", "", 0,
     ]  # fmt: skip

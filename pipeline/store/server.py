@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from pipeline.settings import Settings
+from pipeline.store.alerts import Alerter
 from pipeline.store.api import create_api
-from pipeline.store.auth import api_token
+from pipeline.store.auth import Authenticator, api_token, load_tokens
 from pipeline.store.clickhouse import Store
 from pipeline.store.sink import Sink
 
@@ -20,7 +21,9 @@ async def serve_store(settings: Settings) -> None:
     import uvicorn
 
     store = Store.open(settings.store_dsn)
-    sink = Sink(settings, store)
+    store.apply_retention(settings.screening_ttl_days)
+    alerts = Alerter.from_settings(settings)
+    sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None)
 
     async def keep_sinking() -> None:
         """The API stays up while the broker is away; the sink reconnects on its own."""
@@ -34,7 +37,24 @@ async def serve_store(settings: Settings) -> None:
                 log.exception("sink stopped; retrying in %.0fs", SINK_RETRY_S)
                 await asyncio.sleep(SINK_RETRY_S)
 
-    app = create_api(store, api_token(settings, create=True), background=keep_sinking, is_ready=sink.ready.is_set)
+    async def background() -> None:
+        tasks = [asyncio.create_task(keep_sinking())]
+        if alerts:
+            tasks.append(asyncio.create_task(alerts.run()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    authenticator = Authenticator(load_tokens(settings, api_token(settings, create=True)))
+    app = create_api(
+        store,
+        authenticator,
+        background=background,
+        is_ready=sink.ready.is_set,
+        secure_cookies=settings.ui_secure_cookies,
+    )
     config = uvicorn.Config(app, host=settings.host, port=settings.api_port, log_level="warning", access_log=False)
     try:
         await uvicorn.Server(config).serve()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -33,9 +34,13 @@ class SinkCounters:
 
 
 class Sink:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, on_bundles: Callable[[list[EvidenceBundle]], None] | None = None
+    ) -> None:
+        """`on_bundles` hears of newly stored bundles after their offsets are committed (the alerts)."""
         self.settings = settings
         self.store = store
+        self.on_bundles = on_bundles
         self.counters = SinkCounters()
         topics = settings.topics
         self._parsers: dict[str, type[BaseModel]] = {
@@ -60,20 +65,23 @@ class Sink:
             max_poll_records=self.settings.sink_batch_size,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
-        await self._consumer.start()
-        self.ready.set()
         try:
+            await self._consumer.start()
+            self.ready.set()
             while True:
                 polled = await self._consumer.getmany(
                     timeout_ms=int(self.settings.sink_batch_window_s * 1000), max_records=self.settings.sink_batch_size
                 )
                 if polled:
-                    await asyncio.to_thread(self._store_batch, polled)
+                    fresh = await asyncio.to_thread(self._store_batch, polled)
                     await self._consumer.commit()
+                    if fresh and self.on_bundles is not None:
+                        self.on_bundles(fresh)
         finally:
             await self._consumer.stop()
 
-    def _store_batch(self, polled: dict[Any, list[Any]]) -> None:
+    def _store_batch(self, polled: dict[Any, list[Any]]) -> list[EvidenceBundle]:
+        """Stores a polled batch; returns the bundles that were new."""
         decoded: dict[str, list[Any]] = {topic: [] for topic in self._parsers}
         for partition, records in polled.items():
             parser = self._parsers[partition.topic]
@@ -97,6 +105,8 @@ class Sink:
         topics = self.settings.topics
         stored_ns = time.time_ns()
         self.counters.screenings += self.store.insert_screenings(decoded[topics.screenings], stored_ns)
-        self.counters.bundles += self.store.insert_bundles(decoded[topics.evidence], stored_ns)
+        fresh = self.store.insert_bundles(decoded[topics.evidence], stored_ns)
+        self.counters.bundles += len(fresh)
         self.counters.dead_letters += self.store.insert_dead_letters(decoded[topics.dead_letters], stored_ns)
         self.counters.batches += 1
+        return fresh

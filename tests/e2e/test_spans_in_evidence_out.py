@@ -118,3 +118,29 @@ def test_api_refuses_calls_without_the_right_token(settings):
         assert httpx.get(f"{settings.api_url}{path}").status_code == 401
         assert httpx.get(f"{settings.api_url}{path}", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(f"{settings.api_url}/healthz").status_code == 200
+
+
+def test_the_terminal_desk_lists_claims_and_resolves_over_the_api(settings, client):
+    import subprocess
+    import sys
+
+    from pipeline.stack.supervisor import child_env
+
+    wait_for(lambda: client.escalations(limit=5), lambda q: len(q) > 0)
+
+    def oodwatch(*args):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "queue", *args],
+            env=child_env(settings), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    table = oodwatch("list", "--min-severity", "medium", "--limit", "5")
+    assert table.startswith("SEVERITY") and "bundle(s), status open" in table
+    [first] = json.loads(oodwatch("list", "--json", "--limit", "1"))
+    assert "claimed by admin" in oodwatch("claim", first["bundle_id"])
+    assert "resolved as confirmed by admin" in oodwatch("resolve", first["bundle_id"], "confirmed", "--note", "seen it")
+    shown = oodwatch("show", first["bundle_id"])
+    assert f"bundle {first['bundle_id']}" in shown and "resolve confirmed seen it" in shown
+    assert client.bundle(first["bundle_id"])["label"] == "confirmed"

@@ -6,6 +6,7 @@ from pipeline.agents.investigate import assemble_bundle
 from pipeline.agents.screen import Screener
 from pipeline.policy import RoutingPolicy
 from pipeline.store.clickhouse import Store, migrations
+from pipeline.store.desk import Desk, QueueFilter
 from schemas.events import LLMEvent, Message
 from schemas.evidence import Escalation
 from tests.helpers import FixedDetector
@@ -43,9 +44,9 @@ def test_same_batch_twice_stores_one_set_of_rows(store):
     screenings = Screener([FixedDetector(0.1)], RoutingPolicy.load()).screen([event(i) for i in range(50)])
     bundles = [bundle_for(i, 0.9) for i in range(5)]
     assert store.insert_screenings(screenings, time.time_ns()) == 50
-    assert store.insert_bundles(bundles, time.time_ns()) == 5
+    assert len(store.insert_bundles(bundles, time.time_ns())) == 5
     assert store.insert_screenings(screenings + screenings[:3], time.time_ns()) == 0
-    assert store.insert_bundles(bundles, time.time_ns()) == 0
+    assert store.insert_bundles(bundles, time.time_ns()) == []
     raw = store.query("SELECT (SELECT count() FROM screenings) AS s, (SELECT count() FROM evidence_bundles) AS b")[0]
     assert (raw["s"], raw["b"]) == (50, 5)  # not only after FINAL: no duplicate rows at all
     stats = store.stats()
@@ -56,18 +57,20 @@ def test_same_batch_twice_stores_one_set_of_rows(store):
 def test_queue_ranks_by_severity_then_age_and_reads_bundles_back(store):
     medium_old, high_new, medium_new = bundle_for(1, 0.6), bundle_for(2, 0.99), bundle_for(3, 0.7)
     store.insert_bundles([medium_new, high_new, medium_old], time.time_ns())
-    queue = store.queue()
+    desk = Desk(store)
+    queue = desk.queue(QueueFilter())
     assert [row["bundle_id"] for row in queue] == [high_new.bundle_id, medium_old.bundle_id, medium_new.bundle_id]
-    bundle = store.bundle(high_new.bundle_id)
+    bundle = desk.bundle(high_new.bundle_id)
     assert bundle is not None and bundle["events"][0]["input_messages"][0]["content"] == "hello"
     assert bundle["policy_version"] == RoutingPolicy.load().version and bundle["hops"][0]["stage"] == "received"
 
 
 def test_hostile_ids_are_bound_not_interpolated(store):
     store.insert_bundles([bundle_for(1, 0.9)], time.time_ns())
-    assert store.bundle("x' OR 1=1 --") is None
-    assert store.bundle("'; DROP TABLE evidence_bundles; --") is None
-    assert len(store.queue()) == 1
+    desk = Desk(store)
+    assert desk.bundle("x' OR 1=1 --") is None
+    assert desk.bundle("'; DROP TABLE evidence_bundles; --") is None
+    assert len(desk.queue(QueueFilter())) == 1
 
 
 def test_second_opener_of_a_chdb_store_gets_a_clear_error(tmp_path):
@@ -106,8 +109,9 @@ def test_queue_since_shows_only_bundles_created_after_it(store):
     since = time.time_ns() + 1000
     newer = bundle_for(2, 0.6).model_copy(update={"created_ns": since + 5})
     store.insert_bundles([newer], time.time_ns())
-    assert [r["bundle_id"] for r in store.queue()] == [older.bundle_id, newer.bundle_id]
-    assert [r["bundle_id"] for r in store.queue(since_ns=since)] == [newer.bundle_id]
+    desk = Desk(store)
+    assert [r["bundle_id"] for r in desk.queue(QueueFilter())] == [older.bundle_id, newer.bundle_id]
+    assert [r["bundle_id"] for r in desk.queue(QueueFilter(since_ns=since))] == [newer.bundle_id]
 
 
 def test_clean_traffic_is_sampled_for_the_reference_and_read_back(store):
@@ -117,3 +121,23 @@ def test_clean_traffic_is_sampled_for_the_reference_and_read_back(store):
     store.insert_screenings(screenings, time.time_ns())
     store.insert_screenings(screenings, time.time_ns())  # a replay adds no second sample
     assert sorted(store.reference_samples()) == ["benign question 0", "benign question 1"]  # not the escalated one
+
+
+def test_screening_ttl_is_a_setting_applied_to_the_table(store):
+    store.apply_retention(7)
+    ddl = store.query("SELECT create_table_query AS q FROM system.tables WHERE name = 'screenings'")[0]["q"]
+    assert "TTL" in ddl and "toIntervalDay(7)" in ddl
+    store.apply_retention(0)
+    ddl = store.query("SELECT create_table_query AS q FROM system.tables WHERE name = 'screenings'")[0]["q"]
+    assert "TTL" not in ddl
+
+
+def test_the_store_bench_loads_what_it_says_and_reports_its_keys():
+    from pipeline.store_bench import bench_store
+
+    result = bench_store(screenings=20_000, bundles=2_000, repeats=3)
+    assert (result["screenings"], result["bundles"]) == (20_000, 2_000)
+    assert (
+        0 < result["queue_p50_ms"] <= result["queue_p95_ms"] and 0 < result["bundle_p50_ms"] <= result["bundle_p95_ms"]
+    )
+    assert set(result["queue_p95_ms_by_filter"]) >= {"open_first_page", "high_and_above", "tenant", "category"}

@@ -182,3 +182,16 @@ def test_a_share_of_clean_events_carries_text_for_the_reference_but_never_drills
     assert [s.reference_text for s in again] == [s.reference_text for s in sampled[:-1]]  # replay-stable
     escalated = Screener([FixedDetector(0.99)], RoutingPolicy.load(), reference_sample_rate=1.0).screen(events[:5])
     assert all(s.reference_text is None for s in escalated)
+
+
+def test_screenings_keep_truncated_full_or_hashed_text_as_configured():
+    long = event(1, text="x" * 500 + " the end").model_copy(update={"drill_id": None})
+
+    def excerpt(**kwargs):
+        return Screener([FixedDetector(0.1)], RoutingPolicy.load(), **kwargs).screen([long])[0]
+
+    assert excerpt(text_chars=20).excerpt == "x" * 12 + " the end"
+    assert excerpt(text_mode="full").excerpt == "x" * 500 + " the end"
+    hashed = excerpt(text_mode="hashed", reference_sample_rate=1.0)
+    assert hashed.excerpt.startswith("sha256:") and "x" not in hashed.excerpt.removeprefix("sha256:")
+    assert hashed.reference_text is None  # hashed keeps no text anywhere

@@ -1,0 +1,146 @@
+"""Webhook alerts for new bundles at or above a severity: generic JSON and Slack-compatible.
+
+Deduplicated and rate-limited per group of similar bundles: the first of a group alerts at
+once; the rest within the window are counted and reported with the next alert of that
+group. Drills never alert. Sending runs in its own task off a bounded queue, so a slow or
+dead webhook never holds back the sink; what cannot be queued is counted and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from pipeline.settings import Settings
+from schemas.evidence import EvidenceBundle, Severity
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 10_000
+SEND_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Group:
+    last_sent: float = float("-inf")
+    suppressed: int = 0
+
+
+@dataclass
+class AlertCounters:
+    sent: int = 0
+    suppressed: int = 0
+    failed: int = 0
+    dropped: int = 0
+    skipped_drills: int = 0
+    below_severity: int = 0
+    by_group: dict[str, _Group] = field(default_factory=dict)
+
+
+class Alerter:
+    def __init__(
+        self, *, webhook_url: str = "", slack_url: str = "", min_severity: Severity = Severity.HIGH,
+        window_s: float = 600.0, ui_url: str = "", clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.webhook_url = webhook_url
+        self.slack_url = slack_url
+        self.min_severity = min_severity
+        self.window_s = window_s
+        self.ui_url = ui_url
+        self.clock = clock
+        self.counters = AlertCounters()
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_MAX)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Alerter | None:
+        slack = settings.alert_slack_webhook_url.get_secret_value()
+        if not settings.alert_webhook_url and not slack:
+            return None
+        return cls(
+            webhook_url=settings.alert_webhook_url,
+            slack_url=slack,
+            min_severity=Severity(settings.alert_min_severity),
+            window_s=settings.alert_group_window_s,
+            ui_url=f"{settings.api_url}/ui/bundle/",
+        )
+
+    def submit(self, bundles: list[EvidenceBundle]) -> None:
+        """Called with newly stored bundles; decides at once, sends later."""
+        for bundle in bundles:
+            alert = self.decide(bundle)
+            if alert is None:
+                continue
+            try:
+                self._queue.put_nowait(alert)
+            except asyncio.QueueFull:
+                self.counters.dropped += 1
+                log.error("alert queue full: alert for bundle %s dropped (the bundle is stored)", bundle.bundle_id)
+
+    def decide(self, bundle: EvidenceBundle) -> dict[str, Any] | None:
+        if bundle.drill_id:
+            self.counters.skipped_drills += 1
+            return None
+        if bundle.severity.rank < self.min_severity.rank:
+            self.counters.below_severity += 1
+            return None
+        key = bundle.group_key or bundle.bundle_id
+        group = self.counters.by_group.setdefault(key, _Group())
+        now = self.clock()
+        if now - group.last_sent < self.window_s:
+            group.suppressed += 1
+            self.counters.suppressed += 1
+            return None
+        similar, group.suppressed, group.last_sent = group.suppressed, 0, now
+        return {
+            "bundle_id": bundle.bundle_id,
+            "group_key": key,
+            "severity": bundle.severity.value,
+            "categories": list(bundle.categories),
+            "service": bundle.service,
+            "tenant": bundle.tenant,
+            "session_id": bundle.session_id,
+            "max_score": round(bundle.max_score, 4),
+            "judge_status": bundle.judge_status.value,
+            "similar_since_last_alert": similar,
+            "url": self.ui_url + bundle.bundle_id if self.ui_url else "",
+        }
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=SEND_TIMEOUT_S) as client:
+            while True:
+                alert = await self._queue.get()
+                await self._send(client, alert)
+
+    async def _send(self, client: httpx.AsyncClient, alert: dict[str, Any]) -> None:
+        targets: list[tuple[str, dict[str, Any]]] = []
+        if self.webhook_url:
+            targets.append((self.webhook_url, {"type": "oodwatch.escalation", **alert}))
+        if self.slack_url:
+            targets.append((self.slack_url, slack_message(alert)))
+        for url, body in targets:
+            try:
+                response = await client.post(url, json=body)
+                response.raise_for_status()
+                self.counters.sent += 1
+            except httpx.HTTPError as exc:
+                self.counters.failed += 1
+                # The URL may carry a secret (Slack's does): name the target kind, not the URL.
+                kind = "slack" if url == self.slack_url else "webhook"
+                log.warning("alert to %s failed for bundle %s: %s", kind, alert["bundle_id"], type(exc).__name__)
+
+
+def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
+    """Slack's incoming-webhook shape. Only pipeline-made fields: no prompt text reaches chat."""
+    more = f" (+{alert['similar_since_last_alert']} similar)" if alert["similar_since_last_alert"] else ""
+    link = f" <{alert['url']}|open>" if alert["url"] else ""
+    text = (
+        f":rotating_light: oodwatch {alert['severity']} escalation in {alert['service']}{more}: "
+        f"{', '.join(alert['categories'])} (score {alert['max_score']}){link}"
+    )
+    return {"text": text}
