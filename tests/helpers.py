@@ -103,3 +103,16 @@ class FixedDetector:
             )
             for i in range(len(events))
         ]
+
+
+async def serve_posts(path: str, handler: Any) -> tuple[Any, str]:
+    """A real HTTP server on 127.0.0.1 answering POSTs to `path`: (runner to clean up, base URL)."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from pipeline.store.alerts import Alerter
 from schemas.evidence import Severity
-from tests.helpers import free_port
+from tests.helpers import free_port, serve_posts
 from tests.unit.test_judge import bundle
 
 
@@ -15,13 +15,7 @@ async def receiver(received):
         received.append((request.path, await request.json()))
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post("/{name}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
+    return await serve_posts("/{name}", handle)
 
 
 def test_generic_and_slack_webhooks_receive_one_alert_per_group():

@@ -23,7 +23,7 @@ from pipeline.tier3 import Tier3
 from schemas.events import LLMEvent, Message
 from schemas.evidence import QueueState, Severity
 from schemas.judge import JudgeStatus, JudgeVerdict
-from tests.helpers import free_port, test_settings
+from tests.helpers import free_port, serve_posts, test_settings
 from tests.unit.test_judge import POLICY, bundle
 
 #: Judged texts that try to instruct the judge. None may clear a high-severity bundle.
@@ -125,13 +125,8 @@ class FakeEndpoint:
         return web.json_response({"choices": [{"message": {"role": "assistant", "content": self.content}}]})
 
     async def serve(self) -> tuple[web.AppRunner, str]:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return runner, f"http://127.0.0.1:{port}/v1"
+        runner, url = await serve_posts("/v1/chat/completions", self.handle)
+        return runner, f"{url}/v1"
 
 
 def test_garbage_output_gets_one_retry_then_judge_error():
