@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import queue_cli
+from pipeline.drills import cli as drills_cli
 from pipeline.settings import Settings
 
 
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     consolidation.set_defaults(func=cmd_reference_consolidate)
 
     queue_cli.add_commands(sub)
+    drills_cli.add_commands(sub)
     return parser
 
 

@@ -78,5 +78,19 @@ class TriageClient:
         result: list[str] = self._get("/api/reference/samples", since_ns=since_ns, limit=limit)
         return result
 
+    def drill_observations(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/api/drills/runs/{run_id}/observations")
+        return result
+
+    def store_drill_results(self, run_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        response = self._http.post(f"/api/drills/runs/{run_id}/results", json=rows)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def drill_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._get("/api/drills/runs", limit=limit)
+        return result
+
     def close(self) -> None:
         self._http.close()

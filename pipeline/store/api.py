@@ -39,6 +39,29 @@ CSP = (
 )
 
 
+class DrillResultRow(BaseModel):
+    """One verified drill case, as `oodwatch drill run` reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    case_id: str
+    family: str
+    generator: str
+    seed: int
+    control: bool
+    flagged: bool
+    expected_tier: str
+    caught_tier: str
+    evidence_complete: bool
+    detect_s: float
+    evidence_s: float
+    injected_at: int
+    score: float
+    events: int
+    screened: int
+
+
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -239,6 +262,21 @@ def create_api(
         limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
     ) -> list[str]:
         return await asyncio.to_thread(store.reference_samples, since_ns=since_ns, limit=limit)
+
+    @app.get("/api/drills/runs")
+    async def drill_runs(_: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(store.drill_runs, limit)
+
+    @app.get("/api/drills/runs/{run_id}/observations")
+    async def drill_observations(_: Admin, run_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(store.drill_observations, run_id)
+
+    @app.post("/api/drills/runs/{run_id}/results")
+    async def drill_results(_: Admin, run_id: str, rows: list[DrillResultRow]) -> dict[str, int]:
+        if any(row.run_id != run_id for row in rows):
+            raise HTTPException(status_code=422, detail="every row must belong to the run in the path")
+        stored = await asyncio.to_thread(store.insert_drill_results, [row.model_dump() for row in rows])
+        return {"stored": stored}
 
     @app.get("/api/dead-letters")
     async def dead_letters(_: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:

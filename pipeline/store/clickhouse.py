@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -246,6 +247,49 @@ class Store:
             {"since": since_ns, "limit": limit},
         )
         return [row["text"] for row in rows]
+
+    # -- drills ---------------------------------------------------------------------
+
+    def drill_observations(self, run_id: str) -> dict[str, Any]:
+        """What the pipeline stored for each drill case of a run (drill ids are `run_id/case_id`)."""
+        prefix = {"prefix": run_id + "/"}
+        screenings = self.query(
+            "SELECT drill_id, count() AS screened, max(max_score) AS score, "
+            "countIf(decision = 'escalate') AS escalated, countIf(decision = 'uncertain') AS uncertain, "
+            "toUnixTimestamp64Nano(minIf(screened_at, decision = 'escalate')) AS first_flag_ns, "
+            "toUnixTimestamp64Nano(min(stored_at)) AS first_stored_ns "
+            "FROM screenings FINAL WHERE startsWith(drill_id, {prefix:String}) GROUP BY drill_id",
+            prefix,
+        )
+        bundles = self.query(
+            "SELECT drill_id, bundle_id, queue_state, bundle, toUnixTimestamp64Nano(stored_at) AS stored_ns "
+            "FROM evidence_bundles FINAL WHERE startsWith(drill_id, {prefix:String})",
+            prefix,
+        )
+        return {"screenings": screenings, "bundles": bundles}
+
+    def insert_drill_results(self, rows: list[dict[str, Any]]) -> int:
+        now_ns = time.time_ns()
+        columns = [
+            "run_id", "case_id", "family", "generator", "seed", "control", "flagged", "expected_tier", "caught_tier",
+            "evidence_complete", "detect_s", "evidence_s", "injected_at", "stored_at", "score", "events", "screened",
+        ]  # fmt: skip
+        values = [[row[c] if c != "stored_at" else now_ns for c in columns] for row in rows]
+        self._insert("drill_runs", values, columns)
+        return len(values)
+
+    def drill_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Per run and family: cases, recall (or false-positive rate for controls), tier and evidence shares."""
+        return self.query(
+            "SELECT run_id, family, count() AS cases, avg(flagged) AS flagged_share, "
+            "avgIf(evidence_complete, flagged) AS evidence_complete, "
+            "avgIf(caught_tier != '' AND caught_tier <= expected_tier, flagged) AS tier_ok, "
+            "quantileIf(0.95)(detect_s, flagged) AS p95_detect_s, min(injected_at) AS started_at "
+            "FROM drill_runs FINAL WHERE run_id IN (SELECT run_id FROM drill_runs GROUP BY run_id "
+            "ORDER BY min(injected_at) DESC LIMIT {limit:UInt32}) GROUP BY run_id, family "
+            "ORDER BY started_at DESC, family",
+            {"limit": limit},
+        )
 
     def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
         return self.query(
