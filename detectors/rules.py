@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -19,7 +20,7 @@ from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore
 
 RULE_THRESHOLD = 0.5
-RULES_VERSION = "rules-1"
+RULES_VERSION = "rules-2"
 
 
 class Rule:
@@ -36,14 +37,16 @@ class Rule:
     def check(self, text: str) -> float:
         raise NotImplementedError
 
+    def event_score(self, event: LLMEvent) -> float:
+        """The highest `check` over the event's texts; rules that compare parts override this."""
+        return max((self.check(text) for text in self.texts(event) if text), default=0.0)
+
     def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        results: list[tuple[CategoryScore, ...]] = []
-        for event in events:
-            value = max((self.check(text) for text in self.texts(event) if text), default=0.0)
-            results.append(
-                (CategoryScore(category=self.category, score=value, threshold=self.threshold, detector=self.name),)
-            )
-        return results
+        return [
+            (CategoryScore(category=self.category, score=self.event_score(e), threshold=self.threshold,
+                           detector=self.name),)
+            for e in events
+        ]  # fmt: skip
 
 
 # -- encoded payloads -------------------------------------------------------------------
@@ -86,7 +89,28 @@ class EncodedPayload(Rule):
             best = max(best, 0.85 * _readable(bytes.fromhex(match.group(0))))
         for match in _URL_ENCODED.finditer(text):
             best = max(best, 0.8 * _readable(unquote(match.group(0)).encode()))
-        return best
+        return max(best, _rot13_score(text))
+
+
+# The commonest English words: plain text is full of them, ROT13 text has almost none.
+_COMMON_WORDS = (
+    "the be to of and a in that have i it for not on with he as you do at this but his by from they we say her she "
+    "or an will my one all would there their what so up out if about who get which go me when make can like time no "
+    "just him know take people into year your good some could them see other than then now look only come its over "
+    "think also back after use two how our work first well way even new want because any these give day most us "
+    "is are was were been has had did said instructions previous ignore system prompt rules"
+)
+_COMMON = frozenset(_COMMON_WORDS.split(" "))
+
+
+def _rot13_score(text: str) -> float:
+    """Text that turns into ordinary English under ROT13 while being gibberish before it."""
+    words = _WORDS.findall(text.lower())
+    if len(words) < 6:
+        return 0.0
+    plain = sum(w in _COMMON for w in words)
+    rotated = sum(codecs.decode(w, "rot13") in _COMMON for w in words)
+    return 0.8 if rotated >= 4 and rotated >= 3 * max(plain, 1) / 2 and rotated > plain else 0.0
 
 
 # -- hidden Unicode -------------------------------------------------------------------------
@@ -226,12 +250,171 @@ class SecretInOutput(Rule):
         return best
 
 
+# -- instruction overrides in many languages ------------------------------------------------
+
+_OVERRIDE_PATTERNS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        # verb ... (previous|all) ... (instructions|rules) in English, Spanish, French, German, Italian,
+        # Portuguese, Dutch, Polish and Turkish; the noun is required, so "ignore the previous email" is not one.
+        r"\b(ignore|disregard|forget|overrid(e|ing)|bypass)\b.{0,40}\b(instructions?|rules|guidelines|directives|"
+        r"guidance|system\s+prompt)\b",
+        r"\b(reveal|print|show|output|repeat|leak|dump)\b.{0,30}\b(your\s+)?(system\s+prompt|hidden\s+instructions?|"
+        r"initial\s+prompt|developer\s+instructions?)\b",
+        r"\b(ignora|olvida|omite)\b.{0,40}\b(instrucciones|reglas|indicaciones)\b",
+        r"\b(ignore[rz]?|oublie[rz]?)\b.{0,40}\b(instructions|consignes|règles)\b",
+        r"\b(ignorier(e|en)?|vergiss)\b.{0,40}\b(anweisungen|regeln|vorgaben)\b",
+        r"\b(ignora|dimentica)\b.{0,40}\b(istruzioni|regole)\b",
+        r"\b(ignore|ignora|esqueça)\b.{0,40}\b(instruções|regras)\b",
+        r"\b(negeer|vergeet)\b.{0,40}\b(instructies|regels)\b",
+        r"\b(zignoruj|zapomnij)\b.{0,40}\b(instrukcje|zasady|polecenia)\b",
+        r"\b(yok\s+say|unut)\b.{0,40}\b(talimatlar|kuralları)\b",
+    )
+]
+
+
+class InstructionOverride(Rule):
+    """The user-side phrasing of an override ("ignore previous instructions") in many languages,
+    which a classifier trained mostly on English text under-scores."""
+
+    name = "rule-instruction-override"
+    category = "instruction_override"
+
+    def check(self, text: str) -> float:
+        return 0.8 if any(p.search(text) for p in _OVERRIDE_PATTERNS) else 0.0
+
+
+# -- what leaves through the model's output ---------------------------------------------------
+
+_SHINGLE = 8
+
+
+def _shingles(text: str, n: int = _SHINGLE) -> set[tuple[str, ...]]:
+    words = _WORDS.findall(text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+class SystemPromptLeak(Rule):
+    """The model's output repeats its own system instructions (eight-word runs in common)."""
+
+    name = "rule-system-prompt-leak"
+    category = "system_prompt_leak"
+
+    def event_score(self, event: LLMEvent) -> float:
+        system = _shingles(event.system_instructions)
+        if not system:
+            return 0.0
+        shared = len(system & _shingles(" ".join(m.content for m in event.output_messages))) / len(system)
+        return 0.95 if shared >= 0.5 else 0.7 if shared >= 0.2 else 0.0
+
+
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
+_PHONE = re.compile(r"(?<!\w)\+?\d[\d ()/-]{7,}\d(?!\w)")
+
+
+class PersonalDataInOutput(Rule):
+    """Several people's contact details in one answer that the user did not give: a dump."""
+
+    name = "rule-personal-data-output"
+    category = "personal_data"
+
+    def event_score(self, event: LLMEvent) -> float:
+        given = " ".join(m.content for m in event.input_messages)
+        output = " ".join(m.content for m in event.output_messages)
+        found = {m.lower() for m in _EMAIL.findall(output) + _PHONE.findall(output) if m not in given}
+        return 0.9 if len(found) >= 4 else 0.6 if len(found) >= 3 else 0.0
+
+
+_ABUSE = re.compile(
+    r"\b(idiot|moron|imbecile|stupid|dumb|incompetent|worthless|pathetic|loser|shut\s+up|hate\s+you|"
+    r"go\s+to\s+hell|kill\s+yourself|nobody\s+(cares|would\s+notice))\b",
+    re.IGNORECASE,
+)
+
+
+class AbusiveOutput(Rule):
+    """Insults or contempt from the assistant toward the user."""
+
+    name = "rule-abusive-output"
+    category = "abusive_output"
+
+    def texts(self, event: LLMEvent) -> Iterable[str]:
+        yield from (m.content for m in event.output_messages)
+
+    def check(self, text: str) -> float:
+        hits = len(_ABUSE.findall(text))
+        return 0.9 if hits >= 2 else 0.55 if hits == 1 else 0.0
+
+
+_HAZARDS = re.compile(
+    r"\b(pipe\s*bomb|explosives?|detonat\w*|napalm|thermite|nerve\s+agent|sarin|ricin|anthrax|"
+    r"methamphetamine|meth\b|fentanyl|heroin|cocaine|lethal\s+(dose|poison)|poison\w*|untraceable|"
+    r"ransomware|keylogger|malware|botnet|launder\w*|counterfeit|stalk\w*|without\s+(them|anyone)\s+noticing|"
+    r"hurt(ing)?\s+yourself|kill(ing)?\s+yourself|suicide|self[-\s]harm|overdose|double\s+the\s+dose|"
+    r"bleach\s+and\s+ammonia|skip\s+meals)\b",
+    re.IGNORECASE,
+)
+_INSTRUCTIVE = re.compile(
+    r"\b(here\s+is\s+how|here's\s+how|step\s*1|first,|you\s+will\s+need|ingredients|instructions:|mix\b|"
+    r"is\s+a\s+reasonable\s+way|you\s+don't\s+need\s+a\s+doctor)",
+    re.IGNORECASE,
+)
+
+
+class HarmfulInstructionsInOutput(Rule):
+    """The assistant giving hazardous how-to help (weapons, drugs, poisons, malware, self-harm),
+    anywhere in its answer: a hazard term together with instructional phrasing."""
+
+    name = "rule-harmful-output"
+    category = "harmful_output_rule"
+
+    def texts(self, event: LLMEvent) -> Iterable[str]:
+        yield from (m.content for m in event.output_messages)
+
+    def check(self, text: str) -> float:
+        hazards = len(_HAZARDS.findall(text))
+        if not hazards or not _INSTRUCTIVE.search(text):
+            return 0.0
+        return 0.85 if hazards >= 2 else 0.7
+
+
+_URL = re.compile(r"\b(?:https?|ftp)://([\w.-]+)", re.IGNORECASE)
+
+
+def _domains(text: str) -> set[str]:
+    found = {m.group(1).lower() for m in _URL.finditer(text)}
+    found |= {m.split("@", 1)[1].lower() for m in _EMAIL.findall(text)}
+    return found
+
+
+class ExfiltrationTarget(Rule):
+    """A tool call that sends to a URL or address the user never mentioned: the usual shape of
+    exfiltration once an injection has steered the agent."""
+
+    name = "rule-exfiltration-target"
+    category = "exfiltration"
+
+    def event_score(self, event: LLMEvent) -> float:
+        mentioned = _domains(" ".join(m.content for m in event.input_messages if m.role == "user"))
+        calls = [c.arguments for c in event.tool_calls] + [
+            c.arguments for m in event.output_messages for c in m.tool_calls
+        ]
+        targets: set[str] = set().union(*(_domains(args) for args in calls if args))
+        return 0.8 if targets - mentioned else 0.0
+
+
 ALL_RULES: tuple[Callable[[], Rule], ...] = (
     EncodedPayload,
     HiddenUnicode,
     HomoglyphMixing,
     IndirectInjection,
     SecretInOutput,
+    InstructionOverride,
+    SystemPromptLeak,
+    PersonalDataInOutput,
+    AbusiveOutput,
+    HarmfulInstructionsInOutput,
+    ExfiltrationTarget,
 )
 
 

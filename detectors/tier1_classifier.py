@@ -23,6 +23,10 @@ MODEL_FILE = "tier1.onnx"
 META_FILE = "tier1.json"
 TIER1_CATEGORY = "injection"
 HARMFUL_CATEGORY = "harmful"
+HARMFUL_OUTPUT_CATEGORY = "harmful_output"
+WINDOW_CHARS = 2048
+WINDOW_STEP = 1536
+MAX_WINDOWS = 32
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,21 @@ def onnx_providers(prefer_gpu: bool = True) -> list[str]:
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if prefer_gpu and "CUDAExecutionProvider" in available else []
     return [*wanted, "CPUExecutionProvider"]
+
+
+def windows(text: str) -> list[str]:
+    """Overlapping windows over a long text; at most MAX_WINDOWS, spread evenly over it."""
+    if len(text) <= WINDOW_CHARS:
+        return [text]
+    starts = list(range(0, len(text) - WINDOW_CHARS + WINDOW_STEP, WINDOW_STEP))
+    if len(starts) > MAX_WINDOWS:
+        stride = len(starts) / MAX_WINDOWS
+        starts = [starts[int(k * stride)] for k in range(MAX_WINDOWS - 1)] + [starts[-1]]
+    return [text[start : start + WINDOW_CHARS] for start in starts]
+
+
+def output_text(event: LLMEvent) -> str:
+    return "\n".join(m.content for m in event.output_messages if m.content)
 
 
 class OnnxTier1:
@@ -102,13 +121,39 @@ class Tier1Classifier:
         return self._model.providers
 
     def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        scores = self._model.predict([screening_text(event) for event in events])
+        """Input side in windows (an attack buried in a long context is not averaged away; each
+        event scores its most suspicious window), and the model's output through the harmful
+        head (`harmful_output`: a response that gives the harmful help a request asked for)."""
+        texts: list[str] = []
+        owners: list[int] = []
+        outputs: list[int] = []
+        for i, event in enumerate(events):
+            for window in windows(screening_text(event, None)):
+                texts.append(window)
+                owners.append(i)
+        for i, event in enumerate(events):
+            output = output_text(event)
+            if output:
+                texts.append(output)
+                outputs.append(i)
+        scores = self._model.predict(texts)
+        per_event = {c: np.zeros(len(events), dtype=np.float64) for c in self.thresholds}
+        for category, values in scores.items():
+            np.maximum.at(per_event[category], owners, values[: len(owners)])
+        harmful_output = np.zeros(len(events), dtype=np.float64)
+        if outputs:
+            np.maximum.at(harmful_output, outputs, scores[HARMFUL_CATEGORY][len(owners) :])
+        harmful_threshold = self.thresholds[HARMFUL_CATEGORY]
         return [
-            tuple(
+            (
+                *(
+                    CategoryScore(category=c, score=float(per_event[c][i]), threshold=t, detector=self.name)
+                    for c, t in self.thresholds.items()
+                ),
                 CategoryScore(
-                    category=category, score=float(scores[category][i]), threshold=threshold, detector=self.name
-                )
-                for category, threshold in self.thresholds.items()
+                    category=HARMFUL_OUTPUT_CATEGORY, score=float(harmful_output[i]), threshold=harmful_threshold,
+                    detector=self.name,
+                ),
             )
             for i in range(len(events))
-        ]
+        ]  # fmt: skip
