@@ -24,9 +24,9 @@ META_FILE = "tier1.json"
 TIER1_CATEGORY = "injection"
 HARMFUL_CATEGORY = "harmful"
 HARMFUL_OUTPUT_CATEGORY = "harmful_output"
-WINDOW_CHARS = 2048
-WINDOW_STEP = 1536
-MAX_WINDOWS = 32
+WINDOW_CHARS = 384
+WINDOW_STEP = 256
+MAX_WINDOWS = 64
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch
+from pipeline.agents.screen import detector_view
 from pipeline.budget import TokenBucket
 from pipeline.policy import RoutingPolicy, TierBudget
 from schemas.events import LLMEvent
@@ -115,7 +116,8 @@ class Tier3:
 
         async def one(i: int) -> None:
             async with self.slots:
-                result = await self.judge.judge(bundles[i].events[0], signals_of(bundles[i]))
+                [event] = detector_view(bundles[i].events[:1])
+                result = await self.judge.judge(event, signals_of(bundles[i]))
             out[i] = apply_judgement(bundles[i], result, self.policy, time.time_ns())
 
         await asyncio.gather(*(one(i) for i in order[:granted]))

@@ -12,6 +12,7 @@ from typing import Any
 
 from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
+from pipeline.agents.screen import detector_view
 from pipeline.budget import TokenBucket
 from pipeline.policy import RoutingPolicy, TierBudget
 from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
@@ -116,7 +117,9 @@ class Investigator:
         self.policy = policy
 
     def assess(self, escalations: Sequence[Escalation]) -> list[Tier2Result]:
-        return list(self.tier2.assess([e.event for e in escalations])) if self.tier2 and escalations else []
+        if not self.tier2 or not escalations:
+            return []
+        return list(self.tier2.assess(detector_view([e.event for e in escalations])))
 
     def investigate(self, escalations: Sequence[Escalation]) -> list[EvidenceBundle]:
         return self.bundle(escalations, self.assess(escalations) if self.tier2 else [None] * len(escalations))

@@ -22,6 +22,11 @@ EXCERPT_CHARS = 280
 REFERENCE_CHARS = 2000  # beyond what MiniLM reads (256 tokens)
 
 
+def detector_view(events: Sequence[LLMEvent]) -> list[LLMEvent]:
+    """Events as detectors see them: without the drill id, so no detector can key on a drill."""
+    return [e if e.drill_id is None else e.model_copy(update={"drill_id": None}) for e in events]
+
+
 class Screener:
     """The tier-1 hot path, built once per worker: detectors + policy over a batch.
 
@@ -60,8 +65,9 @@ class Screener:
 
     def score(self, events: Sequence[LLMEvent]) -> list[list[CategoryScore]]:
         per_event: list[list[CategoryScore]] = [[] for _ in events]
+        visible = detector_view(events)
         for detector in self.detectors:
-            for scores, found in zip(per_event, detector.score(events), strict=True):
+            for scores, found in zip(per_event, detector.score(visible), strict=True):
                 scores.extend(found)
         return per_event
 

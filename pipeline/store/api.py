@@ -298,6 +298,10 @@ def create_api(
     async def ui_bundle(request: Request, bundle_id: str) -> Response:
         return page(request, "bundle.html")
 
+    @app.get("/ui/drills", include_in_schema=False)
+    async def ui_drills(request: Request) -> Response:
+        return page(request, "drills.html")
+
     @app.get("/ui/login", include_in_schema=False)
     async def ui_login_form() -> Response:
         return HTMLResponse(_web("login.html"))

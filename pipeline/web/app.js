@@ -133,6 +133,10 @@ async function queueAction(action) {
 
 async function queuePage() {
   await header();
+  const form = document.getElementById("filters");
+  for (const [key, value] of new URLSearchParams(window.location.search)) {
+    if (form.elements[key]) form.elements[key].value = value;
+  }
   document.getElementById("filters").addEventListener("submit", (event) => {
     event.preventDefault();
     loadQueue().catch((e) => say(e.message, true));
@@ -261,10 +265,23 @@ async function bundlePage() {
   }
 }
 
+async function drillsPage() {
+  await header();
+  const rows = await api("/api/drills/runs?limit=20");
+  const heads = ["run", "family", "cases", "recall (controls: FPR)", "tier ok", "evidence complete", "p95 detect s", "started"];
+  document.getElementById("runs").tHead.replaceChildren(el("tr", {}, ...heads.map((h) => el("th", {}, h))));
+  document.getElementById("runs").tBodies[0].replaceChildren(...rows.map((r) => el("tr", {},
+    el("td", {}, r.run_id), el("td", {}, r.family), el("td", {}, r.cases),
+    el("td", {}, Number(r.flagged_share).toFixed(3)), el("td", {}, Number(r.tier_ok).toFixed(2)),
+    el("td", {}, Number(r.evidence_complete).toFixed(2)), el("td", {}, Number(r.p95_detect_s).toFixed(2)),
+    el("td", {}, when(r.started_at)))));
+  if (!rows.length) say("No drill runs yet: `oodwatch drill run`.");
+}
+
 function loginPage() {
   if (new URLSearchParams(window.location.search).has("failed")) document.getElementById("failed").hidden = false;
 }
 
-const pages = { queue: queuePage, bundle: bundlePage, login: loginPage };
+const pages = { queue: queuePage, bundle: bundlePage, drills: drillsPage, login: loginPage };
 const run = pages[document.body.dataset.page];
 if (run) Promise.resolve(run()).catch((error) => { if (document.getElementById("message")) say(error.message, true); });

@@ -29,6 +29,24 @@ PAYLOADS = {
     "rationale": '</blockquote><script>window.__xss="rationale"</script><iframe src="javascript:alert(1)"></iframe>',
     "tool_name": '"><img src=x onerror=alert(1)>',
 }
+DRILL_ROW = {
+    "run_id": "drill-browser-1",
+    "case_id": "rot13-1",
+    "family": "adversarial_shift",
+    "generator": "rot13",
+    "seed": 1,
+    "control": False,
+    "flagged": True,
+    "expected_tier": "tier1",
+    "caught_tier": "tier1",
+    "evidence_complete": True,
+    "detect_s": 0.4,
+    "evidence_s": 0.7,
+    "injected_at": time.time_ns(),
+    "score": 0.9,
+    "events": 1,
+    "screened": 1,
+}
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
@@ -62,6 +80,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     plain, hostile = bundle_for(1, 0.6), hostile_bundle()
     store = Store.open(settings.store_dsn)
     store.insert_bundles([plain, hostile], time.time_ns())
+    store.insert_drill_results([DRILL_ROW])
     store.close()
     log = open(data / "store.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -139,3 +158,11 @@ def test_script_and_html_payloads_are_shown_as_text_and_never_run(desk, page):
     for tag in ("script", "img", "svg", "iframe"):  # no element was created from the payloads
         assert page.locator(f"main {tag}, section {tag}").count() == 0
     assert page.locator("a[href^='javascript']").count() == 0
+
+
+def test_the_drill_view_lists_runs_by_family(desk, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{desk['url']}/ui/drills")
+    expect(page.locator("#runs tbody")).to_contain_text("drill-browser-1")
+    expect(page.locator("#runs tbody")).to_contain_text("adversarial_shift")
