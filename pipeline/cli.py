@@ -142,17 +142,21 @@ def cmd_eval_ood(settings: Settings, args: argparse.Namespace) -> int:
     from detectors.build.datasets import load_all
     from detectors.build.tier2 import evaluate_tier2
     from detectors.ood import EmbeddingAnomalyDetector
+    from pipeline.drills.evaluate import tier2_by_family
 
-    result = {"tier2": evaluate_tier2(EmbeddingAnomalyDetector(settings.models_path), load_all(settings.datasets_path))}
+    detector = EmbeddingAnomalyDetector(settings.models_path)
+    result = {"tier2": evaluate_tier2(detector, load_all(settings.datasets_path))}
+    # Drill families: held-out drill cases against the drills' benign controls.
+    result["tier2"]["by_set"].update(tier2_by_family(detector))
     if args.json:
         print(json.dumps(result))
         return 0
     tier2 = result["tier2"]
     print(f"tier 2 on {tier2['in_distribution']} vs {tier2['out_of_distribution']}")
-    print(f"  {'set':<16} {'attacks':>7}  OOD AUROC  TPR@1%FPR  head AUROC  TPR@1%FPR")
+    print(f"  {'set':<24} {'attacks':>7}  OOD AUROC  TPR@1%FPR  head AUROC  TPR@1%FPR")
     for name, f in {**tier2["by_set"], "all": tier2}.items():
         print(
-            f"  {name:<16} {f['attacks']:>7}  {f['auroc']:>9.3f}  {f['tpr_at_1pct_fpr']:>9.3f}  "
+            f"  {name:<24} {f['attacks']:>7}  {f['auroc']:>9.3f}  {f['tpr_at_1pct_fpr']:>9.3f}  "
             f"{f['head_auroc']:>10.3f}  {f['head_tpr_at_1pct_fpr']:>9.3f}"
         )
     return 0

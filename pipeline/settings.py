@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     #: Empty: `chdb:///<data_dir>/store` (embedded ClickHouse engine).
     clickhouse_dsn: str = ""
     host: str = "127.0.0.1"
+    #: Where clients (CLI, drills) reach a deployed API and receiver; empty: host and port above.
+    api_base_url: str = ""
+    receiver_base_url: str = ""
     receiver_port: int = 4318
     api_port: int = 8088
     #: Directory with the built models; empty means `<data_dir>/models`.
@@ -140,11 +143,11 @@ class Settings(BaseSettings):
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.host}:{self.api_port}"
+        return self.api_base_url.rstrip("/") or f"http://{self.host}:{self.api_port}"
 
     @property
     def receiver_url(self) -> str:
-        return f"http://{self.host}:{self.receiver_port}"
+        return self.receiver_base_url.rstrip("/") or f"http://{self.host}:{self.receiver_port}"
 
     @property
     def token_file(self) -> Path:

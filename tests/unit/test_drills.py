@@ -135,3 +135,28 @@ def test_report_passes_when_every_family_meets_its_floor():
     ]  # fmt: skip
     assert report(rows, {"*": 0.9})["failing_families"] == []
     assert report(rows, {"*": 0.9, "prompt_shift": 0.95})["failing_families"] == ["prompt_shift"]
+
+
+def test_schedule_durations_and_a_loop_that_stops_on_a_signal(monkeypatch):
+    import argparse
+    import os
+    import signal
+
+    from pipeline.drills import cli
+
+    assert [cli.parse_every(v) for v in ("90s", "15m", "6h", "1d", "30")] == [90, 900, 21600, 86400, 30]
+    runs = []
+
+    def fake_run(settings, args):  # the unit tier stands in for a real drill run
+        runs.append(1)
+        if len(runs) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a service manager would stop it
+        return {"run_id": f"r{len(runs)}", "failing_families": ["response_shift"]}, 4
+
+    monkeypatch.setattr(cli, "run_once", fake_run)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.cmd_schedule(None, argparse.Namespace(every=0.01)) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert len(runs) == 2
