@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.traffic import MODELS, SERVICES, Session, SpanSpec
+from pipeline.traffic import BENIGN_ANSWERS, BENIGN_QUESTIONS, MODELS, SERVICES, Session, SpanSpec
 
 #: Seeds to tune detectors on, and disjoint seeds drills report on.
 SEED_SETS: dict[str, range] = {"tuning": range(0, 10_000), "heldout": range(1_000_000, 1_010_000)}
@@ -518,6 +518,11 @@ def benign_rag(rng: random.Random) -> Scenario:
     return Scenario([(_ask(rng), _answer(rng))], documents=rng.sample(LOREM, 3))
 
 
+def benign_support(rng: random.Random) -> Scenario:
+    """The demo's own everyday questions (several languages): what a support bot sees most."""
+    return Scenario([(rng.choice(BENIGN_QUESTIONS), rng.choice(BENIGN_ANSWERS))])
+
+
 def benign_quotes(rng: random.Random) -> Scenario:
     inner = _ask(rng)
     for speaker in rng.sample(["my manager", "the ticket", "a colleague", "the customer"], 2):
@@ -568,6 +573,7 @@ FAMILIES: dict[str, list[Generator]] = {
     ],
 }
 CONTROLS: list[Generator] = [
+    benign_support,
     benign_chat,
     benign_formatting,
     benign_language,
