@@ -223,6 +223,16 @@ def cmd_reference_consolidate(settings: Settings, args: argparse.Namespace) -> i
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.bench import bench_stage
 
+    if args.stage == "pipeline":
+        from pipeline.loadtest.harness import bench_pipeline
+
+        result = bench_pipeline(
+            settings, workers=args.workers, rates=args.rates, duration_s=args.seconds, generators=args.generators,
+            drain_records=args.drain_records, png=args.png or settings.data_dir / "bench" / "pipeline.png",
+            progress=_say,
+        )  # fmt: skip
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0 if result["harness_ok"] else 3
     result = bench_stage(settings, args.stage, batch_size=args.batch_size, seconds=args.seconds)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
@@ -264,7 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(func=cmd_models_card)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
-    bench.add_argument("--stage", choices=["tier1", "tier2", "store"], default="tier1")
+    bench.add_argument("--stage", choices=["tier1", "tier2", "store", "pipeline"], default="tier1")
+    bench.add_argument("--workers", type=int, default=2, help="pipeline: worker processes")
+    bench.add_argument(
+        "--rates",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[500.0, 1000.0, 2000.0, 3000.0],
+        help="pipeline: offered events/s, comma-separated (a step profile)",
+    )
+    bench.add_argument("--generators", type=int, default=2, help="pipeline: load generator processes")
+    bench.add_argument("--drain-records", type=int, default=20_000, help="pipeline: records per drain baseline")
+    bench.add_argument("--png", type=Path, help="pipeline: latency chart path")
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--seconds", type=float, default=5.0)
     bench.add_argument("--json", action="store_true")

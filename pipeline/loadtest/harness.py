@@ -1,0 +1,283 @@
+"""`oodwatch bench --stage pipeline`: a validated load harness and the throughput budget.
+
+1. Drain rates on one broker, like for like: N real LLMEvent records are written to a fresh
+   topic *before* the processor starts; the rate is N over the time from its first output to
+   its N-th. Processors: a raw aiokafka consume->produce loop, a bare Faust agent, and the
+   pipeline's worker (tier 1 + routing), with 1 and 2 worker processes.
+2. The harness's own ceiling: open-loop load against a no-op OTLP sink at twice the highest
+   offered rate. A pipeline figure counts only where the harness kept its schedule there.
+3. Open-loop load through the OTLP receiver of the embedded stack at rising offered rates;
+   latency per hop from the store's server-side timestamps, beside the client-observed latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.client import TriageClient
+from pipeline.loadtest.openloop import GenResult, Payloads, constant, run_open_loop
+from pipeline.settings import Settings, Topics
+from pipeline.stack.supervisor import Stack, child_env, http_ok
+
+Progress = Callable[[str], None]
+DRAIN_TIMEOUT_S = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _events(n: int) -> list[bytes]:
+    """N distinct LLMEvent records (real mapped demo events, fresh ids), as JSON bytes."""
+    from pipeline.bench import _events as mapped
+
+    base = mapped(512)
+    return [base[i % len(base)].model_copy(update={"event_id": uuid.uuid4().hex}).model_dump_json().encode()
+            for i in range(n)]  # fmt: skip
+
+
+async def _fill(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=uuid.uuid4().bytes, value=v) for v in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _count(bootstrap: str, topic: str, n: int, timeout_s: float) -> tuple[int, float]:
+    """(records seen, seconds from the first to the n-th), reading the topic from the start."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    seen, first, last = 0, 0.0, 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < n and time.monotonic() < deadline:
+            polled = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = sum(len(r) for r in polled.values())
+            if got:
+                first = first or time.monotonic()
+                seen += got
+                last = time.monotonic()
+    finally:
+        await consumer.stop()
+    return seen, last - first
+
+
+def drain(settings: Settings, name: str, command: list[str], env: dict[str, str], source: str, sink: str,
+          records: list[bytes], workers: int = 1) -> dict[str, Any]:  # fmt: skip
+    """Fill `source`, start `workers` copies of `command`, time the outputs on `sink`."""
+    from pipeline.stack.topics import ensure_topics
+
+    ensure_topics(settings.model_copy(update={"topics": _topics(source, sink)}))
+    asyncio.run(_fill(settings.bootstrap, source, records))
+    logs = Path(tempfile.mkdtemp(prefix=f"oodwatch-drain-{name}-"))
+    processes = [
+        subprocess.Popen(command, env=env, stdout=open(logs / f"{i}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        for i in range(workers)
+    ]
+    try:
+        seen, window = asyncio.run(_count(settings.bootstrap, sink, len(records), DRAIN_TIMEOUT_S))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    eps = seen / window if window > 0 and seen >= len(records) else 0.0
+    return {"processor": name, "workers": workers, "records": len(records), "seen": seen,
+            "eps": round(eps, 1), "complete": seen >= len(records)}  # fmt: skip
+
+
+def _topics(source: str, sink: str) -> Topics:
+    """A Topics whose `all()` names the drain's two topics (for ensure_topics)."""
+    return Topics(otlp_spans=source, otlp_logs=source, llm_events=source, screenings=sink, escalations=sink,
+                  evidence=sink, dead_letters=sink, judge_requests=sink)  # fmt: skip
+
+
+def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
+    """Raw aiokafka and bare Faust pass-through, and the pipeline's tier-1 worker with 1 and 2 processes."""
+    records = _events(n)
+    env = child_env(settings)
+    run = uuid.uuid4().hex[:6]
+    python = sys.executable
+    results: dict[str, Any] = {}
+    for kind in ("kafka", "faust"):
+        progress(f"drain: {kind} pass-through, {n} records")
+        source, sink = f"bench-{kind}-in-{run}", f"bench-{kind}-out-{run}"
+        command = [python, "-m", "pipeline.loadtest.passthrough", kind, source, sink]
+        results[kind] = drain(settings, kind, command, env, source, sink, records)
+    for workers in (1, 2):
+        progress(f"drain: pipeline tier 1 with {workers} worker process(es), {n} records")
+        prefix = f"bench-{workers}w-{run}"
+        topic_env = {f"OODWATCH_TOPIC_{k.upper()}": f"{prefix}-{v}" for k, v in Topics().model_dump().items()}
+        worker_env = {**env, **topic_env, "OODWATCH_APP_ID": prefix}
+        source, sink = topic_env["OODWATCH_TOPIC_LLM_EVENTS"], topic_env["OODWATCH_TOPIC_SCREENINGS"]
+        topics = Topics(**{k: f"{prefix}-{v}" for k, v in Topics().model_dump().items()})
+        from pipeline.stack.topics import ensure_topics
+
+        ensure_topics(settings.model_copy(update={"topics": topics}))
+        command = [python, "-m", "pipeline.cli", "worker"]
+        results[f"pipeline_{workers}w"] = drain(
+            settings, "pipeline", command, worker_env, source, sink, records, workers
+        )
+    return results
+
+
+def _noop_sink(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.loadtest.noop", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def harness_ceiling(payloads: Payloads, rate: float, duration_s: float, generators: int) -> dict[str, Any]:
+    """Open-loop at `rate` against a sink that does nothing: did the harness keep its schedule?"""
+    port = _free_port()
+    sink = _noop_sink(port)
+    try:
+        deadline = time.monotonic() + 10
+        while not http_ok(f"http://127.0.0.1:{port}/healthz") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = run_open_loop(f"http://127.0.0.1:{port}/v1/traces", payloads, constant(rate),
+                               duration_s=duration_s, processes=generators)  # fmt: skip
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+    sustained = result.events / duration_s
+    return {
+        "offered_eps": rate,
+        "sustained_eps": round(sustained, 1),
+        "errors": result.errors + result.timeouts,
+        "late_share": round(result.late / max(1, result.sent), 4),
+        "send_latency": result.latency.summary(),
+        "ok": sustained >= 0.97 * rate
+        and result.errors + result.timeouts == 0
+        and result.late / max(1, result.sent) < 0.01,
+    }
+
+
+def load_step(settings: Settings, client: TriageClient, payloads: Payloads, rate: float, duration_s: float,
+              generators: int, progress: Progress) -> dict[str, Any]:  # fmt: skip
+    since = time.time_ns()
+    progress(f"open loop: {rate:.0f} events/s for {duration_s:.0f}s through the OTLP receiver")
+    result: GenResult = run_open_loop(f"{settings.receiver_url}/v1/traces", payloads, constant(rate),
+                                      duration_s=duration_s, processes=generators)  # fmt: skip
+    sent_events = result.events
+    deadline = time.monotonic() + 60
+    stats = client.stats(since)
+    while stats["screenings"] < sent_events and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stats = client.stats(since)
+    drained_in = time.monotonic() - (deadline - 60)
+    return {
+        "offered_eps": rate,
+        "sent_events": sent_events,
+        "screened": stats["screenings"],
+        "client_errors": result.errors + result.timeouts,
+        "client_latency": result.latency.summary(),
+        "e2e_ms": {"p50": stats["e2e_p50_ms"], "p95": stats["e2e_p95_ms"], "p99": stats["e2e_p99_ms"]},
+        "hops_p50_p99_ms": stats["hops_p50_p99_ms"],
+        "drain_after_s": round(drained_in, 1),
+        # Sustained: everything sent was screened within 2 s of the end of sending.
+        "sustained": stats["screenings"] >= sent_events and result.errors + result.timeouts == 0 and drained_in <= 2.0,
+    }
+
+
+def chart(steps: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [s["offered_eps"] for s in steps]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        ax.plot(rates, [s["e2e_ms"][key] for s in steps], style, label=f"receipt -> stored {key}")
+    ax.plot(rates, [s["client_latency"]["p99_ms"] for s in steps], "x--", label="client send p99")
+    for s in steps:
+        if not s["sustained"]:
+            ax.axvspan(s["offered_eps"] * 0.97, s["offered_eps"] * 1.03, color="#f4cccc")
+    ax.set_xlabel("offered events/s (shaded: not sustained)")
+    ax.set_ylabel("ms")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("latency percentiles vs offered load")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bench_pipeline(
+    settings: Settings, *, workers: int, rates: list[float], duration_s: float, generators: int, drain_records: int,
+    png: Path | None, progress: Progress,
+) -> dict[str, Any]:  # fmt: skip
+    payloads = Payloads.build()
+    progress(f"harness ceiling: {2 * max(rates):.0f} events/s against a no-op sink")
+    ceiling = harness_ceiling(payloads, 2 * max(rates), duration_s, generators)
+    data = Path(tempfile.mkdtemp(prefix="oodwatch-bench-"))
+    bench_settings = settings.model_copy(
+        update={
+            "data_dir": data, "model_dir": settings.models_path, "kafka_bootstrap": "", "clickhouse_dsn": "",
+            "broker_port": _free_port(), "receiver_port": _free_port(), "api_port": _free_port(),
+            "workers": workers, "reference_sample_rate": 0.0, "api_base_url": "", "receiver_base_url": "",
+        }
+    )  # fmt: skip
+    stack = Stack(bench_settings, workers=workers, progress=progress)
+    stack.start()
+    try:
+        drains = baselines(bench_settings, drain_records, progress)
+        client = TriageClient.from_settings(bench_settings)
+        steps = [load_step(bench_settings, client, payloads, rate, duration_s, generators, progress) for rate in rates]
+    finally:
+        stack.stop()
+    sustained = [s for s in steps if s["sustained"]]
+    pipeline_eps = max((s["offered_eps"] for s in sustained), default=0.0)
+    half = min(steps, key=lambda s: abs(s["offered_eps"] - pipeline_eps / 2)) if pipeline_eps else None
+    faust_eps, kafka_eps = drains["faust"]["eps"], drains["kafka"]["eps"]
+    tier1_eps = drains[f"pipeline_{workers}w"]["eps"]
+    result = {
+        "stage": "pipeline",
+        "workers": workers,
+        "harness_ok": bool(ceiling["ok"]),
+        "harness_ceiling": ceiling,
+        "pipeline_eps": pipeline_eps if ceiling["ok"] else None,
+        "pipeline_tier1_drain_eps": tier1_eps,
+        "pipeline_tier1_drain_eps_by_workers": {1: drains["pipeline_1w"]["eps"], 2: drains["pipeline_2w"]["eps"]},
+        "faust_passthrough_eps": faust_eps,
+        "kafka_passthrough_eps": kafka_eps,
+        "ratio_vs_faust": round(tier1_eps / faust_eps, 3) if faust_eps else None,
+        "ratio_vs_kafka": round(tier1_eps / kafka_eps, 3) if kafka_eps else None,
+        "e2e_p50_ms": half["e2e_ms"]["p50"] if half else None,
+        "e2e_p99_ms": half["e2e_ms"]["p99"] if half else None,
+        "e2e_at_offered_eps": half["offered_eps"] if half else None,
+        "steps": steps,
+        "drains": drains,
+        "duration_s": duration_s,
+        "generators": generators,
+    }
+    if not ceiling["ok"]:
+        result["note"] = "the harness was the limiter: it did not sustain twice the highest offered rate"
+    if png is not None:
+        result["chart"] = str(chart(steps, png))
+    return result

@@ -1,0 +1,188 @@
+"""Open-loop load from several processes: each sends on its own schedule (Poisson or constant
+arrivals at its share of the offered rate) and never waits for a reply before the next send,
+so a slow server shows up as latency, not as a quietly lower rate.
+
+Bodies are OTLP ExportTraceServiceRequests cut from the demo's traffic; every send gets fresh
+trace ids (a byte replacement in the serialised template), so no two sends share an event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.loadtest.histogram import Histogram
+
+Profile = Callable[[float], float]  # seconds since start -> offered events/s (all processes)
+
+
+def constant(rate: float) -> Profile:
+    return lambda _: rate
+
+
+def step(start: float, factor: float, step_s: float) -> Profile:
+    return lambda t: start * factor ** int(t // step_s)
+
+
+def burst(base: float, peak: float, period_s: float, burst_s: float) -> Profile:
+    return lambda t: peak if (t % period_s) < burst_s else base
+
+
+@dataclass
+class Payloads:
+    """Serialised requests of `events_per_request` LLM events each, and their trace ids."""
+
+    bodies: list[bytes]
+    trace_ids: list[list[bytes]]
+    #: LLM events in each body (what the pipeline will screen from it).
+    events: list[int]
+
+    @property
+    def events_per_request(self) -> float:
+        return sum(self.events) / len(self.events)
+
+    @classmethod
+    def build(cls, events_per_request: int = 10, templates: int = 16, seed: int = 5) -> Payloads:
+        from pipeline.emit import sessions_to_request
+        from pipeline.traffic import TrafficGenerator
+
+        generator = TrafficGenerator(seed=seed)
+        bodies, ids, counts = [], [], []
+        for _ in range(templates):
+            sessions, events = [], 0
+            for session in generator.sessions(10_000):
+                sessions.append(session)
+                events += session.llm_spans()
+                if events >= events_per_request:
+                    break
+            request = sessions_to_request(sessions)
+            traces = {span.trace_id for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans}
+            bodies.append(request.SerializeToString())
+            ids.append(sorted(traces))
+            counts.append(events)
+        return cls(bodies, ids, counts)
+
+    def fresh(self, rng: random.Random) -> tuple[bytes, int]:
+        """A body with new trace ids, and its LLM event count."""
+        k = rng.randrange(len(self.bodies))
+        body = self.bodies[k]
+        for old in self.trace_ids[k]:
+            body = body.replace(old, rng.randbytes(16))
+        return body, self.events[k]
+
+
+@dataclass
+class GenResult:
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    #: Sends that left more than 10 ms after their scheduled time: the harness falling behind.
+    late: int = 0
+    events: int = 0
+    latency: Histogram = field(default_factory=Histogram)
+    lateness: Histogram = field(default_factory=Histogram)
+    elapsed_s: float = 0.0
+
+
+async def _run(
+    url: str, payloads: Payloads, profile: Profile, share: float, duration_s: float, poisson: bool, seed: int,
+    start_at: float,
+) -> GenResult:  # fmt: skip
+    import aiohttp
+
+    rng = random.Random(seed)
+    result = GenResult()
+    pending: set[asyncio.Task[None]] = set()
+    headers = {"Content-Type": "application/x-protobuf"}
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    async def send(session: aiohttp.ClientSession, body: bytes, events: int, scheduled: float) -> None:
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+                if response.status == 200:
+                    result.ok += 1
+                    result.events += events
+                else:
+                    result.errors += 1
+        except TimeoutError:
+            result.timeouts += 1
+        except aiohttp.ClientError:
+            result.errors += 1
+        result.latency.add((time.monotonic() - scheduled) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        begin = time.monotonic()
+        next_at = begin
+        while next_at - begin < duration_s:
+            now = time.monotonic()
+            if next_at > now:
+                await asyncio.sleep(next_at - now)
+            behind = (time.monotonic() - next_at) * 1000
+            result.lateness.add(behind)
+            result.late += behind > 10
+            body, events = payloads.fresh(rng)
+            task = asyncio.create_task(send(session, body, events, next_at))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            result.sent += 1
+            rate = max(1e-3, profile(next_at - begin) * share / payloads.events_per_request)  # requests/s
+            next_at += rng.expovariate(rate) if poisson else 1.0 / rate
+        if pending:
+            await asyncio.wait(pending, timeout=30)
+        result.elapsed_s = time.monotonic() - begin
+    return result
+
+
+def _process(queue: Any, url: str, payloads: Payloads, profile: Profile, share: float, duration_s: float,
+             poisson: bool, seed: int, start_at: float) -> None:  # fmt: skip
+    queue.put(asyncio.run(_run(url, payloads, profile, share, duration_s, poisson, seed, start_at)))
+
+
+def run_open_loop(
+    url: str, payloads: Payloads, profile: Profile, *, duration_s: float, processes: int = 2, poisson: bool = True,
+) -> GenResult:  # fmt: skip
+    """`processes` generators, each with 1/processes of the offered rate, started together."""
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    start_at = time.time() + 0.5
+    workers = [
+        context.Process(
+            target=_process,
+            # Fresh seeds every run: a repeated seed repeats trace ids, and the store would rightly
+            # drop the repeats as replays.
+            args=(queue, url, payloads, profile, 1.0 / processes, duration_s, poisson, uuid.uuid4().int, start_at),
+        )
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=duration_s + 120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=10)
+    total = GenResult()
+    for r in results:
+        total.sent += r.sent
+        total.ok += r.ok
+        total.errors += r.errors
+        total.timeouts += r.timeouts
+        total.late += r.late
+        total.events += r.events
+        total.latency.merge(r.latency)
+        total.lateness.merge(r.lateness)
+        total.elapsed_s = max(total.elapsed_s, r.elapsed_s)
+    return total
+
+
+def achieved_eps(result: GenResult, duration_s: float) -> float:
+    return result.events / duration_s if duration_s else math.nan
