@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -109,6 +110,8 @@ def _rot13_score(text: str) -> float:
     if len(words) < 6:
         return 0.0
     plain = sum(w in _COMMON for w in words)
+    if plain * 4 >= len(words):  # ordinary text: a quarter or more common words (the usual case, and cheap)
+        return 0.0
     rotated = sum(codecs.decode(w, "rot13") in _COMMON for w in words)
     return 0.8 if rotated >= 4 and rotated >= 3 * max(plain, 1) / 2 and rotated > plain else 0.0
 
@@ -273,6 +276,15 @@ _OVERRIDE_PATTERNS = [
 ]
 
 
+_OVERRIDE_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _OVERRIDE_PATTERNS), re.IGNORECASE)
+# Every pattern needs one of these words; most text has none, and this scan is cheap.
+_OVERRIDE_TRIGGER = re.compile(
+    r"ignor|disregard|forget|overrid|bypass|reveal|print|show|output|repeat|leak|dump|olvida|omite|oubli|"
+    r"vergiss|dimentica|esque|negeer|vergeet|zignoruj|zapomnij|yok\s+say|unut",
+    re.IGNORECASE,
+)
+
+
 class InstructionOverride(Rule):
     """The user-side phrasing of an override ("ignore previous instructions") in many languages,
     which a classifier trained mostly on English text under-scores."""
@@ -281,12 +293,20 @@ class InstructionOverride(Rule):
     category = "instruction_override"
 
     def check(self, text: str) -> float:
-        return 0.8 if any(p.search(text) for p in _OVERRIDE_PATTERNS) else 0.0
+        if not _OVERRIDE_TRIGGER.search(text):
+            return 0.0
+        return 0.8 if _OVERRIDE_ANY.search(text) else 0.0
 
 
 # -- what leaves through the model's output ---------------------------------------------------
 
 _SHINGLE = 8
+
+
+@functools.lru_cache(maxsize=512)
+def _system_shingles(system: str) -> frozenset[tuple[str, ...]]:
+    """System prompts repeat across a deployment's events: computed once each."""
+    return frozenset(_shingles(system))
 
 
 def _shingles(text: str, n: int = _SHINGLE) -> set[tuple[str, ...]]:
@@ -301,7 +321,9 @@ class SystemPromptLeak(Rule):
     category = "system_prompt_leak"
 
     def event_score(self, event: LLMEvent) -> float:
-        system = _shingles(event.system_instructions)
+        if not event.output_messages or not event.system_instructions:
+            return 0.0
+        system = _system_shingles(event.system_instructions)
         if not system:
             return 0.0
         shared = len(system & _shingles(" ".join(m.content for m in event.output_messages))) / len(system)

@@ -110,9 +110,12 @@ def create_app(
         dead_letters=topic(names.dead_letters),
         judge_requests=topic(names.judge_requests),
     )
+    roles = settings.roles
     hot_path = screener or build_screener(settings)
-    escalation_path = investigator or build_investigator(settings, hot_path.policy)
-    judge = tier3 or build_tier3(settings, hot_path.policy)
+    escalation_path = investigator or (
+        build_investigator(settings, hot_path.policy) if "investigate" in roles else None
+    )
+    judge = tier3 or (build_tier3(settings, hot_path.policy) if "judge" in roles else None)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
     tier2_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
     counters = NormalizeCounters()
@@ -129,33 +132,42 @@ def create_app(
     join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
     otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
 
-    @app.agent(otlp, name="normalize")
-    async def normalize(stream: Any) -> None:
-        await normalize_stream(stream, topics, join, counters, names.otlp_logs)
+    if "normalize" in roles:
 
-    @app.timer(JOIN_EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]
-    async def expire_join() -> None:
-        await emit(join.expire(), topics, counters)
+        @app.agent(otlp, name="normalize")
+        async def normalize(stream: Any) -> None:
+            await normalize_stream(stream, topics, join, counters, names.otlp_logs)
 
-    @app.agent(topics.llm_events, name="screen")
-    async def screen(stream: Any) -> None:
-        await screen_stream(
-            stream,
-            topics,
-            hot_path,
-            executor,
-            batch_size=settings.screen_batch_size,
-            window_s=settings.screen_batch_window_s,
-            sessions=session_risk,
-        )
+        @app.timer(JOIN_EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]
+        async def expire_join() -> None:
+            await emit(join.expire(), topics, counters)
 
-    @app.agent(topics.escalations, name="investigate")
-    async def investigate(stream: Any) -> None:
-        await investigate_stream(
-            stream, topics, escalation_path, tier2_executor, batch_size=settings.investigate_batch_size,
-            window_s=settings.screen_batch_window_s, budget=hot_path.policy.budget("tier2"),
-            judge_policy=None if judge is None else hot_path.policy,
-        )  # fmt: skip
+    if "screen" in roles:
+
+        @app.agent(topics.llm_events, name="screen")
+        async def screen(stream: Any) -> None:
+            await screen_stream(
+                stream,
+                topics,
+                hot_path,
+                executor,
+                batch_size=settings.screen_batch_size,
+                window_s=settings.screen_batch_window_s,
+                sessions=session_risk,
+            )
+
+    # Bundles go to the judge agent whenever a judge is configured, whichever process runs it.
+    judging = judge is not None or bool(settings.judge_endpoint()[0])
+    if escalation_path is not None:
+        investigator_ready = escalation_path
+
+        @app.agent(topics.escalations, name="investigate")
+        async def investigate(stream: Any) -> None:
+            await investigate_stream(
+                stream, topics, investigator_ready, tier2_executor, batch_size=settings.investigate_batch_size,
+                window_s=settings.screen_batch_window_s, budget=hot_path.policy.budget("tier2"),
+                judge_policy=hot_path.policy if judging else None,
+            )  # fmt: skip
 
     if judge is not None:
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+AGENTS = frozenset({"normalize", "screen", "investigate", "judge"})
+
 
 class Topics(BaseSettings):
     """Topic names; every hop of the pipeline is one of these."""
@@ -61,6 +63,9 @@ class Settings(BaseSettings):
     datasets_dir: Path | None = None
     topic_partitions: int = 4
     workers: int = 1
+    #: Which agents a worker runs: all of them by default. Split the hot path from the escalation
+    #: path across processes (e.g. `normalize,screen` and `investigate,judge`) to scale them apart.
+    worker_agents: str = "normalize,screen,investigate,judge"
     app_id: str = "oodwatch"
     #: Share of clean events kept (text included) for tier 2's reference; see `oodwatch reference consolidate`.
     reference_sample_rate: float = Field(default=0.02, ge=0.0, le=1.0)
@@ -152,6 +157,16 @@ class Settings(BaseSettings):
     @property
     def token_file(self) -> Path:
         return self.data_dir / "api-token"
+
+    @property
+    def roles(self) -> frozenset[str]:
+        roles = frozenset(r.strip() for r in self.worker_agents.split(",") if r.strip())
+        unknown = roles - AGENTS
+        if unknown:
+            raise ValueError(
+                f"unknown worker agents {sorted(unknown)} in OODWATCH_WORKER_AGENTS: choose from {sorted(AGENTS)}"
+            )
+        return roles
 
     @property
     def uses_local_judge(self) -> bool:

@@ -131,7 +131,8 @@ def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
         progress(f"drain: pipeline tier 1 with {workers} worker process(es), {n} records")
         prefix = f"bench-{workers}w-{run}"
         topic_env = {f"OODWATCH_TOPIC_{k.upper()}": f"{prefix}-{v}" for k, v in Topics().model_dump().items()}
-        worker_env = {**env, **topic_env, "OODWATCH_APP_ID": prefix}
+        # Tier 1 alone (normalize + screen): the escalation path scales in processes of its own.
+        worker_env = {**env, **topic_env, "OODWATCH_APP_ID": prefix, "OODWATCH_WORKER_AGENTS": "normalize,screen"}
         source, sink = topic_env["OODWATCH_TOPIC_LLM_EVENTS"], topic_env["OODWATCH_TOPIC_SCREENINGS"]
         topics = Topics(**{k: f"{prefix}-{v}" for k, v in Topics().model_dump().items()})
         from pipeline.stack.topics import ensure_topics
