@@ -1,0 +1,22 @@
+"""The load harness on real processes: its ceiling against the no-op sink, and a drain baseline
+on the real broker (small, so the suite stays fast; `oodwatch bench --stage pipeline` runs it big)."""
+
+import sys
+
+from pipeline.loadtest.harness import _events, drain, harness_ceiling
+from pipeline.loadtest.openloop import Payloads
+from pipeline.stack.supervisor import child_env
+
+
+def test_the_harness_keeps_its_schedule_against_a_no_op_sink():
+    result = harness_ceiling(Payloads.build(templates=4), rate=300, duration_s=2, generators=2)
+    assert result["ok"] and result["errors"] == 0
+    assert 0.9 * 300 <= result["sustained_eps"] <= 1.2 * 300  # open loop: it offers what it was told
+    assert result["send_latency"]["p50_ms"] > 0
+
+
+def test_a_drain_counts_every_record_through_a_kafka_pass_through(settings):
+    records = _events(500)
+    command = [sys.executable, "-m", "pipeline.loadtest.passthrough", "kafka", "drain-in", "drain-out"]
+    result = drain(settings, "kafka", command, child_env(settings), "drain-in", "drain-out", records)
+    assert result["complete"] and result["seen"] == 500 and result["eps"] > 0
