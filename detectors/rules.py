@@ -43,11 +43,19 @@ class Rule:
         return max((self.check(text) for text in self.texts(event) if text), default=0.0)
 
     def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        return [
-            (CategoryScore(category=self.category, score=self.event_score(e), threshold=self.threshold,
-                           detector=self.name),)
-            for e in events
-        ]  # fmt: skip
+        results: list[tuple[CategoryScore, ...]] = []
+        for event in events:
+            value = self.event_score(event)
+            # Most events score 0: one shared (frozen) score object per rule instead of one each.
+            results.append((self._zero,) if value == 0.0 else (self._score(value),))
+        return results
+
+    @functools.cached_property
+    def _zero(self) -> CategoryScore:
+        return self._score(0.0)
+
+    def _score(self, value: float) -> CategoryScore:
+        return CategoryScore(category=self.category, score=value, threshold=self.threshold, detector=self.name)
 
 
 # -- encoded payloads -------------------------------------------------------------------
@@ -132,6 +140,8 @@ class HiddenUnicode(Rule):
     category = "hidden_unicode"
 
     def check(self, text: str) -> float:
+        if text.isascii():  # every character this rule looks for is outside ASCII
+            return 0.0
         if _TAGS.search(text):
             return 1.0
         if _BIDI_CONTROLS.search(text):
@@ -277,10 +287,10 @@ _OVERRIDE_PATTERNS = [
 
 
 _OVERRIDE_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _OVERRIDE_PATTERNS), re.IGNORECASE)
-# Every pattern needs one of these words; most text has none, and this scan is cheap.
+# Every pattern ends in one of these nouns; most text has none, and this scan is cheap.
 _OVERRIDE_TRIGGER = re.compile(
-    r"ignor|disregard|forget|overrid|bypass|reveal|print|show|output|repeat|leak|dump|olvida|omite|oubli|"
-    r"vergiss|dimentica|esque|negeer|vergeet|zignoruj|zapomnij|yok\s+say|unut",
+    r"instruc|instru[cç]|rules|guideline|directive|guidance|prompt|reglas|indicacion|consignes|règles|anweisung|"
+    r"regeln|vorgaben|istruzion|regole|regras|instructie|regels|instrukcj|zasady|polecen|talimat|kuralları",
     re.IGNORECASE,
 )
 
@@ -309,6 +319,11 @@ def _system_shingles(system: str) -> frozenset[tuple[str, ...]]:
     return frozenset(_shingles(system))
 
 
+@functools.lru_cache(maxsize=512)
+def _system_words(system: str) -> frozenset[str]:
+    return frozenset(_WORDS.findall(system.lower()))
+
+
 def _shingles(text: str, n: int = _SHINGLE) -> set[tuple[str, ...]]:
     words = _WORDS.findall(text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
@@ -326,7 +341,10 @@ class SystemPromptLeak(Rule):
         system = _system_shingles(event.system_instructions)
         if not system:
             return 0.0
-        shared = len(system & _shingles(" ".join(m.content for m in event.output_messages))) / len(system)
+        output = " ".join(m.content for m in event.output_messages)
+        if len(_system_words(event.system_instructions) & set(_WORDS.findall(output.lower()))) < _SHINGLE:
+            return 0.0  # fewer shared words than one run needs: the common case, decided cheaply
+        shared = len(system & _shingles(output)) / len(system)
         return 0.95 if shared >= 0.5 else 0.7 if shared >= 0.2 else 0.0
 
 

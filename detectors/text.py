@@ -15,9 +15,22 @@ from schemas.events import LLMEvent
 MAX_SCREEN_CHARS = 4096
 
 
+_ATTACKER_TEXT: dict[int, tuple[LLMEvent, str]] = {}
+_ATTACKER_TEXT_MAX = 2048  # above a screen batch (256): hits within a batch, little held
+
+
 def attacker_text(event: LLMEvent) -> str:
-    """Everything attacker-reachable on the input side, untruncated (for the rules)."""
-    return screening_text(event, limit=None)
+    """Everything attacker-reachable on the input side, untruncated (for the rules). Several
+    rules read it per event: it is built once per event object (the entry holds the object,
+    so its id cannot be reused while cached)."""
+    cached = _ATTACKER_TEXT.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
+    if len(_ATTACKER_TEXT) >= _ATTACKER_TEXT_MAX:
+        _ATTACKER_TEXT.clear()
+    text = screening_text(event, limit=None)
+    _ATTACKER_TEXT[id(event)] = (event, text)
+    return text
 
 
 def screening_text(event: LLMEvent, limit: int | None = MAX_SCREEN_CHARS) -> str:
