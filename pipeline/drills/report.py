@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.drills.verify import CaseResult
+from schemas.drill import DrillCaseResult
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -32,7 +32,7 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def chart(summary: dict[str, Any], results: list[CaseResult], path: Path) -> Path:
+def chart(summary: dict[str, Any], results: list[DrillCaseResult], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -16,9 +16,10 @@ from typing import Any
 
 from pipeline.client import TriageClient
 from pipeline.drills.scenarios import FAMILIES, DrillCase, build_cases, to_session
-from pipeline.drills.verify import CaseResult, report, verify
+from pipeline.drills.verify import report, verify
 from pipeline.emit import SessionEmitter
 from pipeline.settings import Settings
+from schemas.drill import DrillCaseResult
 from schemas.events import DRILL_ATTRIBUTE
 
 POLL_S = 1.0
@@ -68,7 +69,7 @@ def wait_for_pipeline(
 def run_drill(
     settings: Settings, *, families: list[str], per_generator: int, seed_set: str, control_ratio: float,
     floors: dict[str, float], timeout_s: float = 300.0, progress: Callable[[str], None] = lambda _: None,
-) -> tuple[dict[str, Any], list[CaseResult]]:  # fmt: skip
+) -> tuple[dict[str, Any], list[DrillCaseResult]]:  # fmt: skip
     unknown = set(families) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown drill families {sorted(unknown)}: choose from {sorted(FAMILIES)}")
@@ -80,7 +81,7 @@ def run_drill(
         injected, expected = inject(settings, run_id, cases)
         observed = wait_for_pipeline(client, run_id, sum(expected.values()), timeout_s=timeout_s, progress=progress)
         results = verify(run_id, cases, injected, expected, observed)
-        client.store_drill_results(run_id, [r.row() for r in results])
+        client.store_drill_results(run_id, [r.model_dump() for r in results])
         summary = report(results, floors)
         summary["seed_set"] = seed_set
         return summary, results

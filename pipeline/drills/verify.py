@@ -9,36 +9,13 @@ Evidence is *complete* when a bundle holds what a reviewer needs to decide.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline.drills.scenarios import DrillCase
+from schemas.drill import DrillCaseResult
 
 TIER_ORDER = {"tier1": 1, "tier2": 2, "tier3": 3}
 REQUIRED_HOPS = {"received", "normalized", "screened", "investigated"}
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    run_id: str
-    case_id: str
-    family: str
-    generator: str
-    seed: int
-    control: bool
-    flagged: bool
-    expected_tier: str
-    caught_tier: str
-    evidence_complete: bool
-    detect_s: float
-    evidence_s: float
-    injected_at: int
-    score: float
-    events: int
-    screened: int
-
-    def row(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def evidence_complete(bundle: dict[str, Any]) -> bool:
@@ -76,7 +53,7 @@ def caught_by(screening: dict[str, Any] | None, bundles: list[dict[str, Any]]) -
 def verify(
     run_id: str, cases: list[DrillCase], injected_ns: dict[str, int], expected_events: dict[str, int],
     observations: dict[str, Any],
-) -> list[CaseResult]:  # fmt: skip
+) -> list[DrillCaseResult]:  # fmt: skip
     screenings = {row["drill_id"]: row for row in observations["screenings"]}
     bundles: dict[str, list[dict[str, Any]]] = {}
     stored_ns: dict[str, int] = {}
@@ -97,7 +74,7 @@ def verify(
         first_bundle = min((b["created_ns"] for b in found), default=0)
         detected = first_flag or first_bundle
         results.append(
-            CaseResult(
+            DrillCaseResult(
                 run_id=run_id,
                 case_id=case.case_id,
                 family=case.family,
@@ -132,7 +109,7 @@ def _p95(values: list[float]) -> float:
     return round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3) if ordered else 0.0
 
 
-def report(results: list[CaseResult], floors: dict[str, float]) -> dict[str, Any]:
+def report(results: list[DrillCaseResult], floors: dict[str, float]) -> dict[str, Any]:
     controls = [r for r in results if r.control]
     families: dict[str, Any] = {}
     for family in sorted({r.family for r in results if not r.control}):

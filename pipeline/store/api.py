@@ -26,6 +26,7 @@ from detectors.text import screening_text
 from pipeline.store.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SESSION_TTL_S, Authenticator, Principal, Role
 from pipeline.store.clickhouse import Store
 from pipeline.store.desk import Desk, DeskError, Origin, QueueFilter, Sort, Status
+from schemas.drill import DrillCaseResult
 from schemas.events import LLMEvent
 from schemas.evidence import ReviewLabel, Severity
 
@@ -37,29 +38,6 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-class DrillResultRow(BaseModel):
-    """One verified drill case, as `oodwatch drill run` reports it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str
-    case_id: str
-    family: str
-    generator: str
-    seed: int
-    control: bool
-    flagged: bool
-    expected_tier: str
-    caught_tier: str
-    evidence_complete: bool
-    detect_s: float
-    evidence_s: float
-    injected_at: int
-    score: float
-    events: int
-    screened: int
 
 
 class Resolution(BaseModel):
@@ -272,7 +250,7 @@ def create_api(
         return await asyncio.to_thread(store.drill_observations, run_id)
 
     @app.post("/api/drills/runs/{run_id}/results")
-    async def drill_results(_: Admin, run_id: str, rows: list[DrillResultRow]) -> dict[str, int]:
+    async def drill_results(_: Admin, run_id: str, rows: list[DrillCaseResult]) -> dict[str, int]:
         if any(row.run_id != run_id for row in rows):
             raise HTTPException(status_code=422, detail="every row must belong to the run in the path")
         stored = await asyncio.to_thread(store.insert_drill_results, [row.model_dump() for row in rows])

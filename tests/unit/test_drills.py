@@ -4,9 +4,10 @@ import random
 from pipeline.agents.investigate import Investigator
 from pipeline.agents.screen import Screener
 from pipeline.drills.scenarios import CONTROLS, FAMILIES, SEED_SETS, build_cases, to_session
-from pipeline.drills.verify import CaseResult, evidence_complete, report, verify
+from pipeline.drills.verify import evidence_complete, report, verify
 from pipeline.emit import sessions_to_request
 from pipeline.policy import RoutingPolicy
+from schemas.drill import DrillCaseResult
 from schemas.events import DRILL_ATTRIBUTE
 from schemas.evidence import Escalation
 from schemas.otel_mapping import map_request
@@ -129,8 +130,11 @@ def test_verification_reads_flags_tiers_evidence_and_timing_from_the_store():
 
 def test_report_passes_when_every_family_meets_its_floor():
     rows = [
-        CaseResult("r", f"c{i}", "prompt_shift", "g", i, False, i < 9, "tier1", "tier1" if i < 9 else "", True,
-                   0.5, 0.7, 0, 0.9, 1, 1)
+        DrillCaseResult(
+            run_id="r", case_id=f"c{i}", family="prompt_shift", generator="g", seed=i, control=False, flagged=i < 9,
+            expected_tier="tier1", caught_tier="tier1" if i < 9 else "", evidence_complete=True, detect_s=0.5,
+            evidence_s=0.7, injected_at=0, score=0.9, events=1, screened=1,
+        )
         for i in range(10)
     ]  # fmt: skip
     assert report(rows, {"*": 0.9})["failing_families"] == []
