@@ -27,6 +27,7 @@ from pipeline.client import TriageClient
 from pipeline.loadtest.openloop import GenResult, Payloads, constant, run_open_loop
 from pipeline.settings import Settings, Topics
 from pipeline.stack.supervisor import Stack, child_env, http_ok
+from pipeline.stack.topics import ensure_topics
 
 Progress = Callable[[str], None]
 DRAIN_TIMEOUT_S = 180.0
@@ -85,15 +86,11 @@ async def _count(bootstrap: str, topic: str, n: int, timeout_s: float) -> tuple[
 def drain(settings: Settings, name: str, command: list[str], env: dict[str, str], source: str, sink: str,
           records: list[bytes], workers: int = 1) -> dict[str, Any]:  # fmt: skip
     """Fill `source`, start `workers` copies of `command`, time the outputs on `sink`."""
-    from pipeline.stack.topics import ensure_topics
-
     ensure_topics(settings.model_copy(update={"topics": _topics(source, sink)}))
     asyncio.run(_fill(settings.bootstrap, source, records))
     logs = Path(tempfile.mkdtemp(prefix=f"oodwatch-drain-{name}-"))
-    processes = [
-        subprocess.Popen(command, env=env, stdout=open(logs / f"{i}.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        for i in range(workers)
-    ]
+    log_files = [open(logs / f"{i}.log", "wb") for i in range(workers)]  # noqa: SIM115 - closed below
+    processes = [subprocess.Popen(command, env=env, stdout=f, stderr=subprocess.STDOUT) for f in log_files]
     try:
         seen, window = asyncio.run(_count(settings.bootstrap, sink, len(records), DRAIN_TIMEOUT_S))
     finally:
@@ -104,6 +101,8 @@ def drain(settings: Settings, name: str, command: list[str], env: dict[str, str]
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for f in log_files:
+            f.close()
     eps = seen / window if window > 0 and seen >= len(records) else 0.0
     return {"processor": name, "workers": workers, "records": len(records), "seen": seen,
             "eps": round(eps, 1), "complete": seen >= len(records)}  # fmt: skip
@@ -135,8 +134,6 @@ def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
         worker_env = {**env, **topic_env, "OODWATCH_APP_ID": prefix, "OODWATCH_WORKER_AGENTS": "normalize,screen"}
         source, sink = topic_env["OODWATCH_TOPIC_LLM_EVENTS"], topic_env["OODWATCH_TOPIC_SCREENINGS"]
         topics = Topics(**{k: f"{prefix}-{v}" for k, v in Topics().model_dump().items()})
-        from pipeline.stack.topics import ensure_topics
-
         ensure_topics(settings.model_copy(update={"topics": topics}))
         command = [python, "-m", "pipeline.cli", "worker"]
         results[f"pipeline_{workers}w"] = drain(

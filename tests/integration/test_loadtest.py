@@ -9,9 +9,9 @@ from pipeline.stack.supervisor import child_env
 
 
 def test_the_harness_keeps_its_schedule_against_a_no_op_sink():
-    result = harness_ceiling(Payloads.build(templates=4), rate=300, duration_s=2, generators=2)
+    result = harness_ceiling(Payloads.build(templates=4), rate=200, duration_s=3, generators=2)
     assert result["ok"] and result["errors"] == 0
-    assert 0.9 * 300 <= result["sustained_eps"] <= 1.2 * 300  # open loop: it offers what it was told
+    assert 0.9 * 200 <= result["sustained_eps"] <= 1.2 * 200  # open loop: it offers what it was told
     assert result["send_latency"]["p50_ms"] > 0
 
 
