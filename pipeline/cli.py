@@ -229,7 +229,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         result = bench_pipeline(
             settings, workers=args.workers, rates=args.rates, duration_s=args.seconds, generators=args.generators,
             drain_records=args.drain_records, png=args.png or settings.data_dir / "bench" / "pipeline.png",
-            progress=_say,
+            progress=_say, target=args.target, profiles=tuple(args.profile or ["step", "burst"]),
         )  # fmt: skip
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0 if result["harness_ok"] else 3
@@ -285,6 +285,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--generators", type=int, default=2, help="pipeline: load generator processes")
     bench.add_argument("--drain-records", type=int, default=20_000, help="pipeline: records per drain baseline")
     bench.add_argument("--png", type=Path, help="pipeline: latency chart path")
+    bench.add_argument(
+        "--target",
+        choices=["receiver", "kafka"],
+        default="receiver",
+        help="pipeline: the OTLP receiver, or otlp_spans directly (the Collector path)",
+    )
+    bench.add_argument(
+        "--profile",
+        action="append",
+        choices=["step", "constant", "burst"],
+        help="pipeline: load profiles (default: step and burst)",
+    )
     bench.add_argument("--batch-size", type=int, default=256)
     bench.add_argument("--seconds", type=float, default=5.0)
     bench.add_argument("--json", action="store_true")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.client import TriageClient
-from pipeline.loadtest.openloop import GenResult, Payloads, constant, run_open_loop
+from pipeline.loadtest.openloop import GenResult, Payloads, Profile, burst, constant, run_open_loop
 from pipeline.settings import Settings, Topics
 from pipeline.stack.supervisor import Stack, child_env, http_ok
 from pipeline.stack.topics import ensure_topics
@@ -175,11 +175,19 @@ def harness_ceiling(payloads: Payloads, rate: float, duration_s: float, generato
     }
 
 
+def target_url(settings: Settings, target: str) -> str:
+    """The OTLP receiver, or the otlp_spans topic directly (what a Collector's kafkaexporter does)."""
+    if target == "kafka":
+        return f"kafka://{settings.bootstrap}/{settings.topics.otlp_spans}"
+    return f"{settings.receiver_url}/v1/traces"
+
+
 def load_step(settings: Settings, client: TriageClient, payloads: Payloads, rate: float, duration_s: float,
-              generators: int, progress: Progress) -> dict[str, Any]:  # fmt: skip
+              generators: int, progress: Progress, *, target: str = "receiver", profile: Profile | None = None,
+              label: str = "constant") -> dict[str, Any]:  # fmt: skip
     since = time.time_ns()
-    progress(f"open loop: {rate:.0f} events/s for {duration_s:.0f}s through the OTLP receiver")
-    result: GenResult = run_open_loop(f"{settings.receiver_url}/v1/traces", payloads, constant(rate),
+    progress(f"open loop ({label}): {rate:.0f} events/s for {duration_s:.0f}s into the {target}")
+    result: GenResult = run_open_loop(target_url(settings, target), payloads, profile or constant(rate),
                                       duration_s=duration_s, processes=generators)  # fmt: skip
     sent_events = result.events
     deadline = time.monotonic() + 60
@@ -189,6 +197,8 @@ def load_step(settings: Settings, client: TriageClient, payloads: Payloads, rate
         stats = client.stats(since)
     drained_in = time.monotonic() - (deadline - 60)
     return {
+        "profile": label,
+        "target": target,
         "offered_eps": rate,
         "sent_events": sent_events,
         "screened": stats["screenings"],
@@ -230,8 +240,10 @@ def chart(steps: list[dict[str, Any]], path: Path) -> Path:
 
 def bench_pipeline(
     settings: Settings, *, workers: int, rates: list[float], duration_s: float, generators: int, drain_records: int,
-    png: Path | None, progress: Progress,
+    png: Path | None, progress: Progress, target: str = "receiver", profiles: tuple[str, ...] = ("step", "burst"),
 ) -> dict[str, Any]:  # fmt: skip
+    """`step`: one constant-rate step per offered rate, rising. `burst`: the lowest rate with
+    periodic spikes to the highest (2 s in every 10), reported beside the steps."""
     payloads = Payloads.build()
     progress(f"harness ceiling: {2 * max(rates):.0f} events/s against a no-op sink")
     ceiling = harness_ceiling(payloads, 2 * max(rates), duration_s, generators)
@@ -248,7 +260,16 @@ def bench_pipeline(
     try:
         drains = baselines(bench_settings, drain_records, progress)
         client = TriageClient.from_settings(bench_settings)
-        steps = [load_step(bench_settings, client, payloads, rate, duration_s, generators, progress) for rate in rates]
+        steps = []
+        if "step" in profiles or "constant" in profiles:
+            steps = [load_step(bench_settings, client, payloads, rate, duration_s, generators, progress, target=target)
+                     for rate in rates]  # fmt: skip
+        bursts = []
+        if "burst" in profiles:
+            spikes = burst(min(rates), max(rates), period_s=10.0, burst_s=2.0)
+            mean = min(rates) * 0.8 + max(rates) * 0.2
+            bursts.append(load_step(bench_settings, client, payloads, mean, max(20.0, duration_s), generators, progress,
+                                    target=target, profile=spikes, label="burst"))  # fmt: skip
     finally:
         stack.stop()
     sustained = [s for s in steps if s["sustained"]]
@@ -272,6 +293,8 @@ def bench_pipeline(
         "e2e_p99_ms": half["e2e_ms"]["p99"] if half else None,
         "e2e_at_offered_eps": half["offered_eps"] if half else None,
         "steps": steps,
+        "bursts": bursts,
+        "target": target,
         "drains": drains,
         "duration_s": duration_s,
         "generators": generators,

@@ -92,35 +92,71 @@ class GenResult:
     elapsed_s: float = 0.0
 
 
+class _Sender:
+    """One way to deliver a body: POST to an OTLP/HTTP endpoint, or produce to a Kafka topic
+    (`kafka://host:port/topic`, the Collector's path). `send` returns True when accepted."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._session: Any = None
+        self._producer: Any = None
+        self._topic = ""
+
+    async def __aenter__(self) -> _Sender:
+        if self.target.startswith("kafka://"):
+            from aiokafka import AIOKafkaProducer
+
+            bootstrap, _, self._topic = self.target.removeprefix("kafka://").partition("/")
+            self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_request_size=16 << 20)
+            await self._producer.start()
+        else:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512), timeout=aiohttp.ClientTimeout(total=30)
+            )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(self, body: bytes, key: bytes) -> bool:
+        if self._producer is not None:
+            future = await self._producer.send(self._topic, key=key, value=body)
+            await future
+            return True
+        async with self._session.post(
+            self.target, data=body, headers={"Content-Type": "application/x-protobuf"}
+        ) as response:
+            await response.read()
+            return bool(response.status == 200)
+
+
 async def _run(
-    url: str, payloads: Payloads, profile: Profile, share: float, duration_s: float, poisson: bool, seed: int,
+    target: str, payloads: Payloads, profile: Profile, share: float, duration_s: float, poisson: bool, seed: int,
     start_at: float,
 ) -> GenResult:  # fmt: skip
-    import aiohttp
-
     rng = random.Random(seed)
     result = GenResult()
     pending: set[asyncio.Task[None]] = set()
-    headers = {"Content-Type": "application/x-protobuf"}
-    timeout = aiohttp.ClientTimeout(total=30)
 
-    async def send(session: aiohttp.ClientSession, body: bytes, events: int, scheduled: float) -> None:
+    async def send(sender: _Sender, body: bytes, events: int, scheduled: float) -> None:
         try:
-            async with session.post(url, data=body, headers=headers) as response:
-                await response.read()
-                if response.status == 200:
-                    result.ok += 1
-                    result.events += events
-                else:
-                    result.errors += 1
+            if await sender.send(body, rng.randbytes(16)):
+                result.ok += 1
+                result.events += events
+            else:
+                result.errors += 1
         except TimeoutError:
             result.timeouts += 1
-        except aiohttp.ClientError:
+        except Exception:  # connection refused, broker errors: counted, the schedule goes on
             result.errors += 1
         result.latency.add((time.monotonic() - scheduled) * 1000)
 
-    connector = aiohttp.TCPConnector(limit=512)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with _Sender(target) as sender:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         begin = time.monotonic()
         next_at = begin
@@ -132,7 +168,7 @@ async def _run(
             result.lateness.add(behind)
             result.late += behind > 10
             body, events = payloads.fresh(rng)
-            task = asyncio.create_task(send(session, body, events, next_at))
+            task = asyncio.create_task(send(sender, body, events, next_at))
             pending.add(task)
             task.add_done_callback(pending.discard)
             result.sent += 1

@@ -20,3 +20,16 @@ def test_a_drain_counts_every_record_through_a_kafka_pass_through(settings):
     command = [sys.executable, "-m", "pipeline.loadtest.passthrough", "kafka", "drain-in", "drain-out"]
     result = drain(settings, "kafka", command, child_env(settings), "drain-in", "drain-out", records)
     assert result["complete"] and result["seen"] == 500 and result["eps"] > 0
+
+
+def test_the_collector_path_produces_every_send_to_the_topic(settings):
+    import asyncio
+
+    from pipeline.loadtest.harness import _count, target_url
+    from pipeline.loadtest.openloop import constant, run_open_loop
+
+    result = run_open_loop(target_url(settings, "kafka"), Payloads.build(templates=4), constant(150), duration_s=2,
+                           processes=1, poisson=False)  # fmt: skip
+    assert result.ok == result.sent > 0 and result.errors == 0
+    seen, _ = asyncio.run(_count(settings.bootstrap, settings.topics.otlp_spans, result.sent, timeout_s=20))
+    assert seen == result.sent
