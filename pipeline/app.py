@@ -30,8 +30,15 @@ def build_screener(settings: Settings) -> Screener:
     from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
 
+    detectors: list[Any] = [Tier1Classifier(settings.models_path), *default_rules()]
+    if settings.tool_manifests_dir is not None:
+        from detectors.tool_manifest import ManifestCheck, load_verified
+
+        keys = settings.tool_keys_dir or settings.tool_manifests_dir
+        manifests = load_verified(settings.tool_manifests_dir, keys)
+        detectors.append(ManifestCheck(manifests, require_signatures=settings.require_tool_signatures))
     return Screener(
-        [Tier1Classifier(settings.models_path), *default_rules()],
+        detectors,
         RoutingPolicy.load(settings.policy_file),
         reference_sample_rate=settings.reference_sample_rate,
         text_mode=settings.screening_text,

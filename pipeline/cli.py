@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import queue_cli
+from pipeline import queue_cli, tools_cli
 from pipeline.drills import cli as drills_cli
 from pipeline.settings import Settings
 
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     queue_cli.add_commands(sub)
     drills_cli.add_commands(sub)
+    tools_cli.add_commands(sub)
     return parser
 
 

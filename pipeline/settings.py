@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     #: path across processes (e.g. `normalize,screen` and `investigate,judge`) to scale them apart.
     worker_agents: str = "normalize,screen,investigate,judge"
     app_id: str = "oodwatch"
+    #: Signed tool manifests (`*.signed.json`) and the trusted publisher keys (`*.pub`) they are
+    #: verified against at worker start; with `require_tool_signatures`, unsigned tools are flagged.
+    tool_manifests_dir: Path | None = None
+    tool_keys_dir: Path | None = None
+    require_tool_signatures: bool = False
     #: Share of clean events kept (text included) for tier 2's reference; see `oodwatch reference consolidate`.
     reference_sample_rate: float = Field(default=0.02, ge=0.0, le=1.0)
     #: The triage API's admin token. Empty: one is generated into `<data_dir>/api-token`.
