@@ -29,8 +29,9 @@ def build_screener(settings: Settings) -> Screener:
     """Tier 1 for this worker: the classifier (loaded once) and the cheap rules."""
     from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
+    from detectors.tool_lint import ToolDescriptionLint
 
-    detectors: list[Any] = [Tier1Classifier(settings.models_path), *default_rules()]
+    detectors: list[Any] = [Tier1Classifier(settings.models_path), *default_rules(), ToolDescriptionLint()]
     if settings.tool_manifests_dir is not None:
         from detectors.tool_manifest import ManifestCheck, load_verified
 
