@@ -61,6 +61,7 @@ def _system_prompt() -> str:
 
 
 SYSTEM_PROMPT = _system_prompt()
+VERDICT_SCHEMA = JudgeVerdict.model_json_schema()
 
 
 def escape_untrusted(value: Any) -> str:
@@ -211,11 +212,13 @@ class LLMJudge:
             "temperature": 0.0,
             "max_tokens": self.config.max_tokens,
         }
-        schema = JudgeVerdict.model_json_schema()
         if self.config.response_format == "json_schema":
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA},
+            }
         elif self.config.response_format == "json_object":
-            body["response_format"] = {"type": "json_object", "schema": schema}
+            body["response_format"] = {"type": "json_object", "schema": VERDICT_SCHEMA}
         try:
             response = await self._client.post("chat/completions", json=body)
         except httpx.TimeoutException:

@@ -48,6 +48,7 @@ _SHADOWING = re.compile(
     r"\b(bcc|cc)\b.{0,40}@|\boverrides?\s+all\s+other\s+tools\b",
     _I,
 )
+_HIDDEN = HiddenUnicode()
 _SECRET_PARAMETERS = re.compile(r"(secret|password|passwd|ssh|private[_-]?key|api[_-]?key|token|credential)", _I)
 
 
@@ -63,7 +64,7 @@ def lint(tool: ToolDefinition) -> tuple[float, list[str]]:
         findings.append(f"{targets} kind(s) of exfiltration target")
     if _SHADOWING.search(text):
         findings.append("shadows other tools")
-    if HiddenUnicode().check(text) >= 0.5:
+    if _HIDDEN.check(text) >= _HIDDEN.threshold:
         findings.append("hidden Unicode")
     if len(text) > MAX_DESCRIPTION_CHARS:
         findings.append(f"description of {len(text)} characters (cap {MAX_DESCRIPTION_CHARS})")

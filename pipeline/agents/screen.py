@@ -44,8 +44,7 @@ class Screener:
         self.detectors = list(detectors)
         self.policy = policy
         self.versions = {d.name: d.version for d in self.detectors}
-        self.reference_sample_rate = 0.0 if text_mode == "hashed" else reference_sample_rate
-        self._sample_below = int(self.reference_sample_rate * 2**32)
+        self._sample_below = 0 if text_mode == "hashed" else int(reference_sample_rate * 2**32)
         self.text_mode = text_mode
         self.text_chars = text_chars
 
@@ -57,7 +56,7 @@ class Screener:
 
     def _reference_text(self, event: LLMEvent, decision: Decision) -> str | None:
         """Clean live traffic, sampled by event id (so a replay samples the same events)."""
-        if decision is not Decision.PASS or event.drill_id or self.reference_sample_rate <= 0:
+        if decision is not Decision.PASS or event.drill_id or not self._sample_below:
             return None
         if int.from_bytes(hashlib.blake2b(event.event_id.encode(), digest_size=4).digest()) >= self._sample_below:
             return None

@@ -9,7 +9,6 @@ trace ids (a byte replacement in the serialised template), so no two sends share
 from __future__ import annotations
 
 import asyncio
-import math
 import multiprocessing
 import random
 import time
@@ -88,8 +87,6 @@ class GenResult:
     late: int = 0
     events: int = 0
     latency: Histogram = field(default_factory=Histogram)
-    lateness: Histogram = field(default_factory=Histogram)
-    elapsed_s: float = 0.0
 
 
 class _Sender:
@@ -165,7 +162,6 @@ async def _run(
             if next_at > now:
                 await asyncio.sleep(next_at - now)
             behind = (time.monotonic() - next_at) * 1000
-            result.lateness.add(behind)
             result.late += behind > 10
             body, events = payloads.fresh(rng)
             task = asyncio.create_task(send(sender, body, events, next_at))
@@ -176,7 +172,6 @@ async def _run(
             next_at += rng.expovariate(rate) if poisson else 1.0 / rate
         if pending:
             await asyncio.wait(pending, timeout=30)
-        result.elapsed_s = time.monotonic() - begin
     return result
 
 
@@ -215,10 +210,4 @@ def run_open_loop(
         total.late += r.late
         total.events += r.events
         total.latency.merge(r.latency)
-        total.lateness.merge(r.lateness)
-        total.elapsed_s = max(total.elapsed_s, r.elapsed_s)
     return total
-
-
-def achieved_eps(result: GenResult, duration_s: float) -> float:
-    return result.events / duration_s if duration_s else math.nan

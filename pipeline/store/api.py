@@ -10,6 +10,7 @@ text, reference samples). Anonymous calls get 401, too-low roles 403.
 # (Viewer, Reviewer, Admin, Filter) as objects when it reads the endpoint signatures.
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -325,8 +326,6 @@ def create_api(
 
 
 def _labelled(row: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     bundle = json.loads(row["bundle"])
     events = [LLMEvent.model_validate(e) for e in bundle.get("events", [])]
     return {

@@ -123,17 +123,17 @@ class Store:
     def insert_screenings(self, screenings: Sequence[Screening], stored_ns: int) -> int:
         fresh = self._unseen("screenings", "event_id", {s.event_id: s for s in screenings})
         rows = [_screening_row(s, stored_ns) for s in fresh]
-        self._insert("screenings", rows, SCREENING_COLUMNS)
+        self.insert_rows("screenings", rows, SCREENING_COLUMNS)
         samples = [
             [s.event_id, s.service, s.reference_text, s.screened_ns, stored_ns] for s in fresh if s.reference_text
         ]
-        self._insert("reference_samples", samples, ["event_id", "service", "text", "sampled_at", "stored_at"])
+        self.insert_rows("reference_samples", samples, ["event_id", "service", "text", "sampled_at", "stored_at"])
         return len(rows)
 
     def insert_bundles(self, bundles: Sequence[EvidenceBundle], stored_ns: int) -> list[EvidenceBundle]:
         """Returns the bundles that were new (a replayed one is skipped)."""
         fresh: list[EvidenceBundle] = self._unseen("evidence_bundles", "bundle_id", {b.bundle_id: b for b in bundles})
-        self._insert("evidence_bundles", [_bundle_row(b, stored_ns) for b in fresh], BUNDLE_COLUMNS)
+        self.insert_rows("evidence_bundles", [_bundle_row(b, stored_ns) for b in fresh], BUNDLE_COLUMNS)
         return fresh
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter], stored_ns: int) -> int:
@@ -143,7 +143,7 @@ class Store:
              d.payload_b64, d.payload_bytes, d.failed_ns, stored_ns]
             for d in fresh
         ]  # fmt: skip
-        self._insert("dead_letters", rows, DEAD_LETTER_COLUMNS)
+        self.insert_rows("dead_letters", rows, DEAD_LETTER_COLUMNS)
         return len(rows)
 
     def _unseen(self, table: str, key: str, by_id: dict[str, Any]) -> list[Any]:
@@ -158,9 +158,6 @@ class Store:
         for (ident,) in seen:
             by_id.pop(ident, None)
         return list(by_id.values())
-
-    def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
-        self._insert(table, rows, columns)
 
     def insert_columns(self, table: str, columns: list[list[Any]], names: list[str]) -> None:
         """Bulk load, one list per column (the store bench)."""
@@ -177,7 +174,7 @@ class Store:
             else:
                 self._client.command("ALTER TABLE screenings REMOVE TTL")
 
-    def _insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+    def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
         if rows:
             with self._lock:
                 self._client.insert(table, rows, column_names=columns)
@@ -275,7 +272,7 @@ class Store:
             "evidence_complete", "detect_s", "evidence_s", "injected_at", "stored_at", "score", "events", "screened",
         ]  # fmt: skip
         values = [[row[c] if c != "stored_at" else now_ns for c in columns] for row in rows]
-        self._insert("drill_runs", values, columns)
+        self.insert_rows("drill_runs", values, columns)
         return len(values)
 
     def drill_runs(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ parameter; only fixed SQL fragments chosen from closed sets are joined into a qu
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -117,8 +118,6 @@ class Desk:
         )
 
     def bundle(self, bundle_id: str) -> dict[str, Any] | None:
-        import json
-
         rows = self.store.query(
             "SELECT bundle, queue_state, claimed_by, label, resolved_by, resolved_at FROM evidence_bundles FINAL "
             "WHERE bundle_id = {id:String} LIMIT 1",
