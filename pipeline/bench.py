@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -35,9 +39,39 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
         "stage": "tier1",
         **asdict(classifier),
         "rules_events_per_s": all_rules.events_per_s,
+        "hot_path_us_per_event": hot_path_costs(settings, events[:batch_size]),
         "providers": detector.providers,
         "model_version": detector.version,
     }
+
+
+def hot_path_costs(settings: Settings, events: list[Any], repeats: int = 7) -> dict[str, float]:
+    """CPU per event of each step the screen agent runs, one batch at a time (median of
+    `repeats`): what a Faust hop has to carry on top of its own per-record cost."""
+    from pipeline.app import build_screener
+    from schemas.events import LLMEvent
+
+    screener = build_screener(settings)
+    raw = [event.model_dump_json().encode() for event in events]
+    scores = screener.score(events)
+    screenings = screener.route(events, scores, {})
+    steps: dict[str, Callable[[], Any]] = {"decode": lambda: [LLMEvent.model_validate_json(r) for r in raw]}
+    for detector in screener.detectors:
+        steps[detector.name] = functools.partial(detector.score, events)
+    steps["route"] = lambda: screener.route(events, scores, {})
+    steps["serialize"] = lambda: [s.model_dump_json() for s in screenings]
+
+    def per_event_us(step: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return round(statistics.median(times) / len(events) * 1e6, 1)
+
+    costs = {name: per_event_us(step) for name, step in steps.items()}
+    costs["total"] = round(sum(costs.values()), 1)
+    return costs
 
 
 def bench_tier2(settings: Settings, *, batch_size: int, seconds: float) -> dict[str, Any]:

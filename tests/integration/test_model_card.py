@@ -47,3 +47,6 @@ def test_bench_tier1_prints_measured_json():
     result = json.loads(out.stdout)
     assert result["events_per_s"] > 0 and result["p50_ms"] > 0 and result["batch_size"] == 256
     assert result["rules_events_per_s"] > 0 and result["providers"]
+    costs = result["hot_path_us_per_event"]
+    assert {"decode", "tier1-classifier", "route", "serialize"} <= set(costs) and all(v > 0 for v in costs.values())
+    assert costs["total"] == round(sum(v for k, v in costs.items() if k != "total"), 1)
