@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore
+from schemas.tools import description_hash
 
 Scope = Literal["read", "write", "network", "payment", "code_execution"]
 MISMATCH = "tool_manifest_mismatch"
@@ -56,10 +57,6 @@ class SignedManifest(BaseModel):
 
 class ManifestError(ValueError):
     """A manifest that must not be trusted, and why."""
-
-
-def description_hash(description: str) -> str:
-    return hashlib.sha256(description.encode()).hexdigest()
 
 
 def key_id(public_raw: bytes) -> str:
@@ -164,14 +161,23 @@ class ManifestCheck:
         return results
 
 
-def load_verified(directory: Path, keys_dir: Path) -> list[ToolManifest]:
+def load_verified(directory: Path, keys_dir: Path) -> list[SignedManifest]:
     """Every `*.signed.json` in `directory` verified against the `*.pub` keys in `keys_dir`;
     one that fails verification stops the load (a worker must not start trusting it)."""
     keys = trusted_keys([p.read_bytes() for p in sorted(keys_dir.glob("*.pub"))])
     manifests = []
     for path in sorted(directory.glob("*.signed.json")):
+        signed = SignedManifest.model_validate_json(path.read_text())
         try:
-            manifests.append(verify(SignedManifest.model_validate_json(path.read_text()), keys))
+            verify(signed, keys)
         except ManifestError as exc:
             raise ManifestError(f"{path}: {exc}") from exc
+        manifests.append(signed)
     return manifests
+
+
+def declared_tools(signed: Sequence[SignedManifest]) -> dict[tuple[str, str], tuple[str, str]]:
+    """(server, tool) -> (declared scope, signer key id), for the tool registry."""
+    return {
+        (s.manifest.server, tool.name): (",".join(tool.scope), s.key_id) for s in signed for tool in s.manifest.tools
+    }

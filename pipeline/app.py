@@ -8,11 +8,13 @@ from typing import Any
 
 import faust
 
+from detectors.tool_manifest import ManifestCheck, SignedManifest, declared_tools, load_verified
 from pipeline.agents.common import TopicHandles
 from pipeline.agents.investigate import Investigator, investigate_stream
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
+from pipeline.agents.tools import SightingFilter, ToolPins, tools_stream
 from pipeline.faust_transport import App
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
@@ -33,10 +35,7 @@ def build_screener(settings: Settings) -> Screener:
 
     detectors: list[Any] = [Tier1Classifier(settings.models_path), *default_rules(), ToolDescriptionLint()]
     if settings.tool_manifests_dir is not None:
-        from detectors.tool_manifest import ManifestCheck, load_verified
-
-        keys = settings.tool_keys_dir or settings.tool_manifests_dir
-        manifests = load_verified(settings.tool_manifests_dir, keys)
+        manifests = [signed.manifest for signed in verified_manifests(settings)]
         detectors.append(ManifestCheck(manifests, require_signatures=settings.require_tool_signatures))
     return Screener(
         detectors,
@@ -45,6 +44,13 @@ def build_screener(settings: Settings) -> Screener:
         text_mode=settings.screening_text,
         text_chars=settings.screening_text_chars,
     )
+
+
+def verified_manifests(settings: Settings) -> list[SignedManifest]:
+    """The signed tool manifests this worker trusts; a worker refuses to start on a bad one."""
+    if settings.tool_manifests_dir is None:
+        return []
+    return load_verified(settings.tool_manifests_dir, settings.tool_keys_dir or settings.tool_manifests_dir)
 
 
 def build_investigator(settings: Settings, policy: RoutingPolicy) -> Investigator:
@@ -117,6 +123,8 @@ def create_app(
         evidence=topic(names.evidence),
         dead_letters=topic(names.dead_letters),
         judge_requests=topic(names.judge_requests),
+        tool_sightings=topic(names.tool_sightings),
+        tool_registry=topic(names.tool_registry),
     )
     roles = settings.roles
     hot_path = screener or build_screener(settings)
@@ -162,7 +170,26 @@ def create_app(
                 batch_size=settings.screen_batch_size,
                 window_s=settings.screen_batch_window_s,
                 sessions=session_risk,
+                sightings=SightingFilter(),
             )
+
+    if "tools" in roles:
+        # Pins per tool identity; the sightings topic is keyed by identity, like the table.
+        tool_pins = app.Table(
+            "tool-pins",
+            default=None,
+            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+            partitions=settings.topic_partitions,
+            use_partitioner=True,
+        )
+        pins = ToolPins(hot_path.policy, declared_tools(verified_manifests(settings)))
+
+        @app.agent(topics.tool_sightings, name="tools")
+        async def tools(stream: Any) -> None:
+            await tools_stream(
+                stream, topics, pins, tool_pins, batch_size=settings.screen_batch_size,
+                window_s=settings.screen_batch_window_s,
+            )  # fmt: skip
 
     # Bundles go to the judge agent whenever a judge is configured, whichever process runs it.
     judging = judge is not None or bool(settings.judge_endpoint()[0])

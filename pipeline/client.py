@@ -70,6 +70,13 @@ class TriageClient:
         result: dict[str, Any] = self._get(f"/api/escalations/{bundle_id}")
         return result
 
+    def tools(self, service: str | None = None, changed_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"changed_only": changed_only, "limit": limit}
+        if service:
+            params["service"] = service
+        result: list[dict[str, Any]] = self._get("/api/tools", **params)
+        return result
+
     def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._get("/api/dead-letters", limit=limit)
         return result

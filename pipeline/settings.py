@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-AGENTS = frozenset({"normalize", "screen", "investigate", "judge"})
+AGENTS = frozenset({"normalize", "screen", "investigate", "judge", "tools"})
 
 
 class Topics(BaseSettings):
@@ -24,6 +24,9 @@ class Topics(BaseSettings):
     evidence: str = "evidence"
     dead_letters: str = "dead-letters"
     judge_requests: str = "judge-requests"
+    #: Tool definitions seen in spans, keyed by tool identity; and the registry rows they make.
+    tool_sightings: str = "tool-sightings"
+    tool_registry: str = "tool-registry"
 
     def all(self) -> list[str]:
         return [
@@ -35,6 +38,8 @@ class Topics(BaseSettings):
             self.evidence,
             self.dead_letters,
             self.judge_requests,
+            self.tool_sightings,
+            self.tool_registry,
         ]
 
 
@@ -65,7 +70,7 @@ class Settings(BaseSettings):
     workers: int = 1
     #: Which agents a worker runs: all of them by default. Split the hot path from the escalation
     #: path across processes (e.g. `normalize,screen` and `investigate,judge`) to scale them apart.
-    worker_agents: str = "normalize,screen,investigate,judge"
+    worker_agents: str = "normalize,screen,investigate,judge,tools"
     app_id: str = "oodwatch"
     #: Signed tool manifests (`*.signed.json`) and the trusted publisher keys (`*.pub`) they are
     #: verified against at worker start; with `require_tool_signatures`, unsigned tools are flagged.
@@ -98,6 +103,15 @@ class Settings(BaseSettings):
     sink_batch_size: int = 2000
     sink_batch_window_s: float = 0.2
     max_request_bytes: int = 16 * 1024 * 1024
+    #: The receiver's admission bounds: requests being handled, and body bytes not yet acknowledged
+    #: by the broker. Past either it answers 429 (503 while the broker is unavailable) with
+    #: Retry-After; a request waits `receiver_send_timeout_s` for the broker, then gets a 503.
+    receiver_max_inflight_requests: int = Field(default=256, ge=1)
+    receiver_max_inflight_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    receiver_send_timeout_s: float = Field(default=10.0, gt=0)
+    receiver_retry_after_s: int = Field(default=1, ge=0)
+    #: Spans (traces) or log records (logs) in one request; more is a 413.
+    receiver_max_items_per_request: int = Field(default=65_536, ge=1)
     #: Upper bound of a consumer's long-poll. tansu does not answer multi-partition fetches
     #: early, so this bounds each hop's latency there; Kafka answers as soon as data arrives.
     consumer_fetch_max_wait_ms: int = 100

@@ -1,9 +1,10 @@
 """`oodwatch tools keygen|sign|verify`: signed tool manifests for tool-server publishers and the
-operators who trust them."""
+operators who trust them; `oodwatch tools list`: the registry of tools agents were shown."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,36 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.queue_cli import _client, _table
+
+    rows = _client(settings).tools(service=args.service, changed_only=args.changed, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    for row in rows:
+        row["state"] = "RUG PULL" if row["changed"] else "pinned"
+    _table(
+        rows,
+        [("STATE", "state", 8), ("SERVICE", "service", 16), ("SERVER", "server", 16), ("TOOL", "tool", 20),
+         ("SCOPE", "scope", 14), ("SIGNER", "signer", 16), ("FIRST SEEN", "first_seen", 19),
+         ("LAST SEEN", "last_seen", 19), ("DESCRIPTION", "description", 40)],
+    )  # fmt: skip
+    changed = sum(1 for row in rows if row["changed"])
+    print(f"\n{len(rows)} tool(s), {changed} with a description that differs from its pin")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
-    tools = sub.add_parser("tools", help="signed tool manifests").add_subparsers(dest="tools_command", required=True)
+    tools = sub.add_parser("tools", help="the tool registry and signed tool manifests").add_subparsers(
+        dest="tools_command", required=True
+    )
+    lister = tools.add_parser("list", help="tools agents were shown, rug pulls first (through the triage API)")
+    lister.add_argument("--service")
+    lister.add_argument("--changed", action="store_true", help="only tools whose description differs from the pin")
+    lister.add_argument("--limit", type=int, default=200)
+    lister.add_argument("--json", action="store_true")
+    lister.set_defaults(func=cmd_list)
     keygen = tools.add_parser("keygen", help="a new Ed25519 key pair")
     keygen.add_argument("--out", type=Path, required=True)
     keygen.add_argument("--name", default="publisher")

@@ -26,6 +26,8 @@ class TopicHandles:
     dead_letters: Any
     #: Bundles waiting for tier 3; the topic's lag is the judge's backlog.
     judge_requests: Any = None
+    tool_sightings: Any = None
+    tool_registry: Any = None
 
 
 async def dead_letter(topics: TopicHandles, *, stage: str, reason: str, message: Any, payload: bytes) -> None:

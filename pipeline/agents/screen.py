@@ -12,6 +12,7 @@ from typing import Any, Literal
 from detectors.base import Detector
 from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
+from pipeline.agents.tools import SightingFilter
 from pipeline.policy import RoutingPolicy, SessionRisk
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening
@@ -118,8 +119,10 @@ async def screen_stream(
     batch_size: int,
     window_s: float,
     sessions: MutableMapping[str, Any] | None = None,
+    sightings: SightingFilter | None = None,
 ) -> None:
-    """`sessions` is the session-risk table (a Faust table in the worker)."""
+    """`sessions` is the session-risk table (a Faust table in the worker); `sightings` picks the
+    tool definitions to send on to the tools agent (keyed by tool identity)."""
     session_table: MutableMapping[str, Any] = {} if sessions is None else sessions
     loop = asyncio.get_running_loop()
     async for batch in stream.take_events(batch_size, within=window_s):
@@ -139,3 +142,7 @@ async def screen_stream(
                 escalation = Escalation(event=llm_event, screening=screening)
                 await topics.escalations.send(key=key, value=escalation.model_dump_json().encode())
                 log.info("escalated", extra={"event_id": screening.event_id, "session_id": screening.session_id})
+        if sightings is not None:
+            for sighting in sightings.select(events, time.time_ns()):
+                value = sighting.model_dump_json().encode()
+                await topics.tool_sightings.send(key=sighting.identity.encode(), value=value)

@@ -111,7 +111,8 @@ def drain(settings: Settings, name: str, command: list[str], env: dict[str, str]
 def _topics(source: str, sink: str) -> Topics:
     """A Topics whose `all()` names the drain's two topics (for ensure_topics)."""
     return Topics(otlp_spans=source, otlp_logs=source, llm_events=source, screenings=sink, escalations=sink,
-                  evidence=sink, dead_letters=sink, judge_requests=sink)  # fmt: skip
+                  evidence=sink, dead_letters=sink, judge_requests=sink, tool_sightings=sink,
+                  tool_registry=sink)  # fmt: skip
 
 
 def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:

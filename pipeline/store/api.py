@@ -257,6 +257,14 @@ def create_api(
         stored = await asyncio.to_thread(store.insert_drill_results, [row.model_dump() for row in rows])
         return {"stored": stored}
 
+    @app.get("/api/tools")
+    async def tools(
+        _: Viewer, service: str | None = None, changed_only: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """The tool registry: what agents were shown, pinned descriptions, rug pulls first."""
+        return await asyncio.to_thread(store.tools, service=service, changed_only=changed_only, limit=limit)
+
     @app.get("/api/dead-letters")
     async def dead_letters(_: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.dead_letters, limit)

@@ -17,6 +17,7 @@ from typing import Any
 
 from schemas.dead_letter import DeadLetter
 from schemas.evidence import EvidenceBundle, QueueState, Screening
+from schemas.tools import ToolRegistryRow
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,12 @@ DEAD_LETTER_COLUMNS = [
     "dead_letter_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
     "payload_b64", "payload_bytes", "failed_at", "stored_at",
 ]  # fmt: skip
+#: ToolRegistryRow fields and the table's columns, in the same order.
+TOOL_FIELDS = [
+    "service", "server", "tool", "description_hash", "description", "input_schema", "scope", "signer",
+    "pinned_hash", "first_seen_ns", "last_seen_ns",
+]  # fmt: skip
+TOOL_COLUMNS = [*TOOL_FIELDS[:-2], "first_seen", "last_seen"]
 
 
 #: Queue states that wait for a human.
@@ -145,6 +152,13 @@ class Store:
         ]  # fmt: skip
         self.insert_rows("dead_letters", rows, DEAD_LETTER_COLUMNS)
         return len(rows)
+
+    def upsert_tools(self, rows: Sequence[ToolRegistryRow]) -> int:
+        """The registry keeps the latest row per tool (ReplacingMergeTree on last_seen), so a
+        replayed row changes nothing."""
+        values = [[getattr(row, c) for c in TOOL_FIELDS] for row in rows]
+        self.insert_rows("tool_registry", values, TOOL_COLUMNS)
+        return len(values)
 
     def _unseen(self, table: str, key: str, by_id: dict[str, Any]) -> list[Any]:
         """Drop records already stored (a replay after a crash re-delivers a whole batch)."""
@@ -286,6 +300,24 @@ class Store:
             "ORDER BY min(injected_at) DESC LIMIT {limit:UInt32}) GROUP BY run_id, family "
             "ORDER BY started_at DESC, family",
             {"limit": limit},
+        )
+
+    def tools(
+        self, *, service: str | None = None, changed_only: bool = False, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The registry, rug-pulled tools (description no longer the pinned one) first."""
+        clauses: list[str] = ["1"]
+        params: dict[str, Any] = {"limit": limit}
+        if service is not None:
+            clauses.append("service = {service:String}")
+            params["service"] = service
+        if changed_only:
+            clauses.append("description_hash != pinned_hash")
+        return self.query(
+            f"SELECT service, server, tool, description_hash, pinned_hash, description_hash != pinned_hash AS changed, "
+            f"scope, signer, description, input_schema, first_seen, last_seen FROM tool_registry FINAL "
+            f"WHERE {' AND '.join(clauses)} ORDER BY changed DESC, service, server, tool LIMIT {{limit:UInt32}}",
+            params,
         )
 
     def dead_letters(self, limit: int = 50) -> list[dict[str, Any]]:

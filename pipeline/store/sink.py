@@ -1,4 +1,4 @@
-"""The evidence sink: screenings, bundles and dead letters from Kafka into ClickHouse.
+"""The evidence sink: screenings, bundles, dead letters and tool registry rows from Kafka into ClickHouse.
 
 Offsets are committed only after a batch is in the store, so a crash replays the batch;
 the store skips ids it already holds, so the replay writes nothing twice.
@@ -18,6 +18,7 @@ from pipeline.settings import Settings
 from pipeline.store.clickhouse import Store
 from schemas.dead_letter import DeadLetter
 from schemas.evidence import EvidenceBundle, Screening
+from schemas.tools import ToolRegistryRow
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class SinkCounters:
         self.screenings = 0
         self.bundles = 0
         self.dead_letters = 0
+        self.tools = 0
         self.invalid = 0
 
 
@@ -47,6 +49,7 @@ class Sink:
             topics.screenings: Screening,
             topics.evidence: EvidenceBundle,
             topics.dead_letters: DeadLetter,
+            topics.tool_registry: ToolRegistryRow,
         }
         self._consumer: Any = None
         self.ready = asyncio.Event()
@@ -108,5 +111,6 @@ class Sink:
         fresh = self.store.insert_bundles(decoded[topics.evidence], stored_ns)
         self.counters.bundles += len(fresh)
         self.counters.dead_letters += self.store.insert_dead_letters(decoded[topics.dead_letters], stored_ns)
+        self.counters.tools += self.store.upsert_tools(decoded[topics.tool_registry])
         self.counters.batches += 1
         return fresh

@@ -201,7 +201,11 @@ function renderBundle(b) {
   document.getElementById("conversation").replaceChildren(...conversation);
   document.getElementById("tools").replaceChildren(...(tools.length ? tools : [el("p", { class: "muted" }, "no tools")]));
 
-  const scores = b.screenings.map((s) => scoreTable(`tier 1 · ${s.decision} · ${s.reasons.join("; ")}`, s.scores));
+  // Multi-line reasons (a rug pull's pinned description and diff) get a block of their own.
+  const scores = b.screenings.flatMap((s) => [
+    scoreTable(`tier 1 · ${s.decision} · ${s.reasons.filter((r) => !r.includes("\n")).join("; ")}`, s.scores),
+    ...s.reasons.filter((r) => r.includes("\n")).map((r) => el("pre", { class: "diff" }, r)),
+  ]);
   for (const t of b.tier2 || []) {
     scores.push(scoreTable(`tier 2 · ${t.detector_version} · distance ${Number(t.distance).toFixed(4)}`, t.scores));
     scores.push(el("ul", { class: "exemplars" }, ...t.exemplars.map((x) =>
