@@ -32,10 +32,18 @@ def build_screener(settings: Settings) -> Screener:
     from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
     from detectors.tool_lint import ToolDescriptionLint
+    from detectors.tool_policy import ToolCallPolicy
 
-    detectors: list[Any] = [Tier1Classifier(settings.models_path), *default_rules(), ToolDescriptionLint()]
+    signed = verified_manifests(settings)
+    scopes = {tool.name: tool.scope for s in signed for tool in s.manifest.tools}
+    detectors: list[Any] = [
+        Tier1Classifier(settings.models_path),
+        *default_rules(),
+        ToolDescriptionLint(),
+        ToolCallPolicy(scopes),
+    ]
     if settings.tool_manifests_dir is not None:
-        manifests = [signed.manifest for signed in verified_manifests(settings)]
+        manifests = [s.manifest for s in signed]
         detectors.append(ManifestCheck(manifests, require_signatures=settings.require_tool_signatures))
     return Screener(
         detectors,

@@ -27,6 +27,8 @@ class CategoryRule(BaseModel):
     threshold: float | Literal["model"] = "model"
     uncertain_band: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.25
     high: float = 0.95
+    #: How much an uncertain score adds to its session's risk (0: a second look only).
+    session_weight: Annotated[float, Field(ge=0.0)] = 1.0
 
 
 class SessionRule(BaseModel):
@@ -118,7 +120,9 @@ class RoutingPolicy(BaseModel):
                 uncertain.append((score, threshold))
         risk = _decayed(previous, now_ns, self.session.half_life_s)
         if uncertain and not flagged:
-            risk += self.session.uncertain_weight * max(s.score / t for s, t in uncertain)
+            risk += self.session.uncertain_weight * max(
+                s.score / t * self.rule(s.category).session_weight for s, t in uncertain
+            )
         session = SessionRisk(risk=risk, at_ns=now_ns)
         reasons = tuple(_reason(s, t) for s, t in flagged)
         if flagged:

@@ -11,12 +11,14 @@ from concurrent.futures import Executor
 from typing import Any
 
 from detectors.text import screening_text
+from detectors.tool_policy import INTENT_DETECTOR, INTENT_DISTANCE_THRESHOLD, OFF_INTENT, request_call_texts
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.agents.screen import detector_view
 from pipeline.budget import TokenBucket
 from pipeline.policy import RoutingPolicy, TierBudget
 from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
 from schemas.evidence import (
+    CategoryScore,
     Decision,
     Escalation,
     EvidenceBundle,
@@ -119,7 +121,8 @@ class Investigator:
     def assess(self, escalations: Sequence[Escalation]) -> list[Tier2Result]:
         if not self.tier2 or not escalations:
             return []
-        return list(self.tier2.assess(detector_view([e.event for e in escalations])))
+        events = detector_view([e.event for e in escalations])
+        return with_request_call_distance(self.tier2, escalations, list(self.tier2.assess(events)))
 
     def investigate(self, escalations: Sequence[Escalation]) -> list[EvidenceBundle]:
         return self.bundle(escalations, self.assess(escalations) if self.tier2 else [None] * len(escalations))
@@ -140,6 +143,32 @@ class Investigator:
                     assemble_bundle(escalation, investigated_ns, result, tier2_note=skipped, policy=self.policy)
                 )
         return bundles
+
+
+def with_request_call_distance(
+    tier2: Any, escalations: Sequence[Escalation], results: list[Tier2Result]
+) -> list[Tier2Result]:
+    """Tier 1 found a call needing a scope the request did not name: is the call about what the
+    user asked? Cosine distance of request and call embeddings, the farthest call per event."""
+    pairs = [
+        (i, request, call)
+        for i, escalation in enumerate(escalations)
+        if any(s.category == OFF_INTENT and s.score > 0 for s in escalation.screening.scores)
+        for request, call in request_call_texts(escalation.event)
+    ]
+    if not pairs:
+        return results
+    embeddings = tier2.embedder.embed([p[1] for p in pairs] + [p[2] for p in pairs])
+    similarity = (embeddings[: len(pairs)] * embeddings[len(pairs) :]).sum(axis=1)
+    farthest: dict[int, float] = {}
+    for (i, _, _), sim in zip(pairs, similarity, strict=True):
+        farthest[i] = max(farthest.get(i, 0.0), 1.0 - float(sim))
+    for i, distance in farthest.items():
+        score = CategoryScore(
+            category=OFF_INTENT, score=round(distance, 4), threshold=INTENT_DISTANCE_THRESHOLD, detector=INTENT_DETECTOR
+        )
+        results[i] = results[i].model_copy(update={"scores": (*results[i].scores, score)})
+    return results
 
 
 async def investigate_stream(
