@@ -33,12 +33,15 @@ def attacker_text(event: LLMEvent) -> str:
     return text
 
 
-def screening_text(event: LLMEvent, limit: int | None = MAX_SCREEN_CHARS) -> str:
+def screening_text(event: LLMEvent, limit: int | None = MAX_SCREEN_CHARS, *, tools: bool = True) -> str:
+    """`tools=False` leaves tool descriptions out: the prompt classifier was not trained on them,
+    and they have detectors of their own, calibrated on real descriptions."""
     parts: list[str] = []
     parts.extend(m.content for m in event.input_messages if m.role != "system" and m.content)
     parts.extend(call.result for call in event.tool_calls if call.result)
     parts.extend(event.retrieved_documents)
-    parts.extend(tool.description for tool in event.tool_definitions if tool.description)
+    if tools:
+        parts.extend(tool.description for tool in event.tool_definitions if tool.description)
     text = "\n".join(parts)
     return text[-limit:] if limit is not None and len(text) > limit else text
 

@@ -128,7 +128,7 @@ class Tier1Classifier:
         owners: list[int] = []
         outputs: list[int] = []
         for i, event in enumerate(events):
-            for window in windows(screening_text(event, None)):
+            for window in windows(screening_text(event, None, tools=False)):
                 texts.append(window)
                 owners.append(i)
         for i, event in enumerate(events):

@@ -24,3 +24,5 @@ class DrillCaseResult(BaseModel):
     score: float
     events: int
     screened: int
+    #: Categories flagged anywhere in the case (tier-1 screenings and its bundles); not stored.
+    categories: tuple[str, ...] = ()

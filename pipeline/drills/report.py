@@ -22,6 +22,12 @@ def table(summary: dict[str, Any]) -> str:
             f"{family:<18} {f['cases']:>5} {f['recall']:>7.2f} {f['recall_floor']:>6.2f} {f['tier_ok']:>8.2f} "
             f"{f['evidence_complete']:>9.2f} {f['p95_detect_s']:>13.2f} {auroc if auroc is not None else '-':>6}{mark}"
         )
+    for family, f in summary["families"].items():
+        if "description_flagged" in f:
+            lines.append(
+                f"{family}: poisoned description flagged in {f['description_flagged']:.2f} of cases, "
+                f"the call it steered in {f['call_flagged']:.2f}"
+            )
     lines.append(f"benign controls: {summary['controls']}, false-positive rate {summary['control_fpr']:.3f}")
     weakest = min(summary["families"].items(), key=lambda kv: kv[1]["recall"], default=None)
     if weakest:

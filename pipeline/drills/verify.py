@@ -15,6 +15,14 @@ from pipeline.drills.scenarios import DrillCase
 from schemas.drill import DrillCaseResult
 
 TIER_ORDER = {"tier1": 1, "tier2": 2, "tier3": 3}
+#: What the tool-poisoning family reports beside recall: was the poisoned description flagged,
+#: and was the call it steered?
+DESCRIPTION_CATEGORIES = frozenset(
+    {"tool_description", "tool_description_learned", "tool_manifest_mismatch", "unsigned_tool", "tool_rug_pull"}
+)
+CALL_CATEGORIES = frozenset(
+    {"tool_call_out_of_scope", "tool_call_off_intent", "tier2:tool_call_off_intent", "exfiltration", "secret_leak"}
+)
 REQUIRED_HOPS = {"received", "normalized", "screened", "investigated"}
 
 
@@ -91,6 +99,7 @@ def verify(
                 score=float(screening["score"]) if screening else 0.0,
                 events=expected_events[case.case_id],
                 screened=int(screening["screened"]) if screening else 0,
+                categories=_flagged_categories(screening, found),
             )
         )
     return results
@@ -102,6 +111,15 @@ def _auroc(positives: list[float], negatives: list[float]) -> float | None:
         return None
     wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
     return round(wins / (len(positives) * len(negatives)), 4)
+
+
+def _flagged_categories(screening: dict[str, Any] | None, bundles: list[dict[str, Any]]) -> tuple[str, ...]:
+    flagged = set((screening or {}).get("flagged_categories", ()))
+    return tuple(sorted(flagged.union(*(b.get("categories", ()) for b in bundles))))
+
+
+def _share(rows: list[DrillCaseResult], categories: frozenset[str]) -> float:
+    return round(sum(bool(categories & set(r.categories)) for r in rows) / len(rows), 4) if rows else 0.0
 
 
 def _p95(values: list[float]) -> float:
@@ -130,6 +148,9 @@ def report(results: list[DrillCaseResult], floors: dict[str, float]) -> dict[str
                 for g in sorted({r.generator for r in rows})
             },
         }  # fmt: skip
+        if family == "tool_poisoning":
+            families[family]["description_flagged"] = _share(rows, DESCRIPTION_CATEGORIES)
+            families[family]["call_flagged"] = _share(rows, CALL_CATEGORIES)
     failing = [f for f, v in families.items() if v["recall"] < v["recall_floor"]]
     return {
         "run_id": results[0].run_id if results else "",

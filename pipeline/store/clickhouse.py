@@ -268,7 +268,8 @@ class Store:
             "SELECT drill_id, count() AS screened, max(max_score) AS score, "
             "countIf(decision = 'escalate') AS escalated, countIf(decision = 'uncertain') AS uncertain, "
             "toUnixTimestamp64Nano(minIf(screened_at, decision = 'escalate')) AS first_flag_ns, "
-            "toUnixTimestamp64Nano(min(stored_at)) AS first_stored_ns "
+            "toUnixTimestamp64Nano(min(stored_at)) AS first_stored_ns, "
+            "groupUniqArrayArray(arrayFilter(k -> scores[k] >= thresholds[k], mapKeys(scores))) AS flagged_categories "
             "FROM screenings FINAL WHERE startsWith(drill_id, {prefix:String}) GROUP BY drill_id",
             prefix,
         )

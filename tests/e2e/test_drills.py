@@ -23,13 +23,15 @@ def test_a_drill_run_reports_every_family_and_stores_its_results(settings, clien
     done = drill(settings, "run", "--json", "--per-generator", "1", "--png", str(png))
     assert done.returncode in (0, 4), done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    families = {"prompt_shift", "response_shift", "workflow_shift", "adversarial_shift"}
+    families = {"prompt_shift", "response_shift", "workflow_shift", "adversarial_shift", "tool_poisoning"}
     assert set(summary["families"]) == families and set(summary["auroc_by_family"]) == families
-    for figures in summary["families"].values():
-        assert figures["cases"] == 8
+    for name, figures in summary["families"].items():
+        assert figures["cases"] == (6 if name == "tool_poisoning" else 8)
         assert {"recall", "tier_ok", "evidence_complete", "p95_detect_s"} <= set(figures)
         assert 0.0 <= figures["recall"] <= 1.0
-    assert 0.0 <= summary["control_fpr"] <= 1.0 and summary["controls"] == 32
+    poisoning = summary["families"]["tool_poisoning"]
+    assert 0.0 <= poisoning["description_flagged"] <= 1.0 and 0.0 < poisoning["call_flagged"] <= 1.0
+    assert 0.0 <= summary["control_fpr"] <= 1.0 and summary["controls"] == 38
     assert summary["screened_complete"] and summary["seed_set"] == "heldout"
     assert (done.returncode == 4) == bool(summary["failing_families"])  # a scheduler can page on it
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,7 +3,7 @@ import random
 
 from pipeline.agents.investigate import Investigator
 from pipeline.agents.screen import Screener
-from pipeline.drills.scenarios import CONTROLS, FAMILIES, SEED_SETS, build_cases, to_session
+from pipeline.drills.scenarios import AGENT_TOOLS, CONTROLS, FAMILIES, SEED_SETS, build_cases, to_session
 from pipeline.drills.verify import evidence_complete, report, verify
 from pipeline.emit import sessions_to_request
 from pipeline.policy import RoutingPolicy
@@ -15,9 +15,10 @@ from tests.helpers import FixedDetector
 
 
 def test_every_family_has_eight_seeded_generators_producing_whole_sessions():
-    assert set(FAMILIES) == {"prompt_shift", "response_shift", "workflow_shift", "adversarial_shift"}
+    shifts = {"prompt_shift", "response_shift", "workflow_shift", "adversarial_shift"}
+    assert set(FAMILIES) == shifts | {"tool_poisoning"}
     for family, generators in FAMILIES.items():
-        assert len(generators) >= 8, family
+        assert len(generators) >= (8 if family in shifts else 6), family
         for generator in generators:
             first, again = generator(random.Random("a:1")), generator(random.Random("a:1"))
             assert first == again  # seeded: the same seed gives the same session
@@ -164,3 +165,29 @@ def test_schedule_durations_and_a_loop_that_stops_on_a_signal(monkeypatch):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert len(runs) == 2
+
+
+def test_tool_poisoning_cases_show_a_poisoned_description_then_the_call_it_steers():
+    from pipeline.drills.tool_poisoning import KINDS
+
+    cases = build_cases(["tool_poisoning"], per_generator=3, seed_set="tuning", control_ratio=0)
+    assert {kind for kind in KINDS if any(c.generator.startswith(kind) for c in cases)} == set(KINDS)
+    originals = {json.dumps(t, sort_keys=True) for t in AGENT_TOOLS.values()}
+    for case in cases:
+        poisoned = [t for t in case.scenario.tools if json.dumps(t, sort_keys=True) not in originals]
+        assert len(poisoned) == 1 and case.scenario.tool_use is not None, case.case_id
+
+
+def test_the_tool_poisoning_report_says_whether_descriptions_and_calls_were_flagged():
+    def row(i, categories):
+        return DrillCaseResult(
+            run_id="r", case_id=f"c{i}", family="tool_poisoning", generator="g", seed=i, control=False,
+            flagged=bool(categories), expected_tier="tier1", caught_tier="tier1" if categories else "",
+            evidence_complete=True, detect_s=0.5, evidence_s=0.7, injected_at=0, score=0.9, events=1, screened=1,
+            categories=categories,
+        )  # fmt: skip
+
+    rows = [row(0, ("tool_description", "exfiltration")), row(1, ("tool_call_out_of_scope",)), row(2, ()),
+            row(3, ("tool_description",))]  # fmt: skip
+    family = report(rows, {"*": 0.9})["families"]["tool_poisoning"]
+    assert (family["recall"], family["description_flagged"], family["call_flagged"]) == (0.75, 0.5, 0.5)
