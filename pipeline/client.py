@@ -28,8 +28,9 @@ class TriageClient:
         response.raise_for_status()
         return response.json()
 
-    def stats(self, since_ns: int = 0) -> dict[str, Any]:
-        result: dict[str, Any] = self._get("/api/stats", since_ns=since_ns)
+    def stats(self, since_ns: int = 0, service: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"since_ns": since_ns} | ({"service": service} if service else {})
+        result: dict[str, Any] = self._get("/api/stats", **params)
         return result
 
     def escalations(

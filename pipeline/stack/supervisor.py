@@ -41,6 +41,7 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     log_file: IO[bytes] = field(repr=False)
+    argv: list[str] = field(default_factory=list)
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -211,8 +212,38 @@ class Stack:
         except OSError as exc:  # missing or not executable
             log_file.close()
             raise LaunchError(f"cannot start {name}: {exc.filename}: {exc.strerror}; run `make setup`") from exc
-        child = Child(name, process, log_path, log_file)
+        child = Child(name, process, log_path, log_file, argv)
         self.children.append(child)
+        return child
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one child by PID and reap it (fault drills: `kill -9` a worker, stop the store)."""
+        child = self._child(name)
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(sig)
+        child.process.wait(timeout=STOP_GRACE_S)
+        child.log_file.close()
+
+    def restart(self, name: str) -> Child:
+        """Start a killed child again with the same command, and wait until it is ready."""
+        old = self._child(name)
+        if old.process.poll() is None:
+            raise LaunchError(f"{name} is still running (pid {old.process.pid}): kill it first")
+        self.children.remove(old)
+        s = self.settings
+        if name.startswith("worker-"):
+            ready = self.run_dir / f"{name}.ready"
+            ready.unlink(missing_ok=True)
+            child = self._spawn(name, old.argv)
+            self._wait(child, ready.exists, f"{name} joined its consumer group")
+        else:
+            checks: dict[str, Callable[[], bool]] = {
+                "broker": lambda: wait_tcp(s.host, s.broker_port, 0.5),
+                "store": lambda: http_ok(f"{s.api_url}/readyz"),
+                "receiver": lambda: http_ok(f"{s.receiver_url}/healthz"),
+            }
+            child = self._spawn(name, old.argv)
+            self._wait(child, checks.get(name, lambda: True), f"{name} ready again")
         return child
 
     def _child(self, name: str) -> Child:

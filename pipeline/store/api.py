@@ -219,8 +219,8 @@ def create_api(
         return result
 
     @app.get("/api/stats")
-    async def stats(_: Viewer, since_ns: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
-        return await asyncio.to_thread(store.stats, since_ns)
+    async def stats(_: Viewer, since_ns: Annotated[int, Query(ge=0)] = 0, service: str | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(store.stats, since_ns, service)
 
     # -- raw material (admin) -------------------------------------------------------
 

@@ -200,10 +200,13 @@ class Store:
             result = self._client.query(sql, parameters=parameters or {})
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
-    def stats(self, since_ns: int = 0) -> dict[str, Any]:
-        """Counts and latency quantiles for records received (or failed, or bundled) since `since_ns`."""
-        since = {"since": since_ns}
+    def stats(self, since_ns: int = 0, service: str | None = None) -> dict[str, Any]:
+        """Counts and latency quantiles for records received (or failed, or bundled) since `since_ns`,
+        of one service when given (dead letters have no service: they are always counted)."""
+        since: dict[str, Any] = {"since": since_ns, "service": service or ""}
         after = "fromUnixTimestamp64Nano({since:Int64})"
+        if service is not None:
+            after += " AND service = {service:String}"
         screened = self.query(
             "SELECT count() AS screenings, countIf(decision = 'escalate') AS escalated, "
             "countIf(decision = 'uncertain') AS uncertain, "

@@ -23,6 +23,8 @@ from schemas.tools import ToolRegistryRow
 log = logging.getLogger(__name__)
 
 SINK_GROUP = "oodwatch-sink"
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 15.0
 
 
 class SinkCounters:
@@ -33,6 +35,9 @@ class SinkCounters:
         self.dead_letters = 0
         self.tools = 0
         self.invalid = 0
+        #: Failed store writes (each retried), and since when (epoch s; 0: writing fine).
+        self.store_failures = 0
+        self.failing_since = 0.0
 
 
 class Sink:
@@ -76,12 +81,35 @@ class Sink:
                     timeout_ms=int(self.settings.sink_batch_window_s * 1000), max_records=self.settings.sink_batch_size
                 )
                 if polled:
-                    fresh = await asyncio.to_thread(self._store_batch, polled)
+                    fresh = await self._store_until_stored(polled)
                     await self._consumer.commit()
                     if fresh and self.on_bundles is not None:
                         self.on_bundles(fresh)
         finally:
             await self._consumer.stop()
+
+    async def _store_until_stored(self, polled: dict[Any, list[Any]]) -> list[EvidenceBundle]:
+        """A store that is down or refusing writes holds the batch: retried with backoff, its
+        offsets uncommitted, so nothing is skipped; a retry of a partly stored batch stores the
+        rest (ids already held are skipped)."""
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                fresh = await asyncio.to_thread(self._store_batch, polled)
+            except Exception as exc:
+                self.counters.store_failures += 1
+                self.counters.failing_since = self.counters.failing_since or time.time()
+                log.warning(
+                    "store write failed (%s: %s): retrying the batch in %.1f s; offsets not committed",
+                    type(exc).__name__, str(exc)[:200], delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            if self.counters.failing_since:
+                log.info("store writes recovered after %.0f s", time.time() - self.counters.failing_since)
+                self.counters.failing_since = 0.0
+            return fresh
 
     def _store_batch(self, polled: dict[Any, list[Any]]) -> list[EvidenceBundle]:
         """Stores a polled batch; returns the bundles that were new."""

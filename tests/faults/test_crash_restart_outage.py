@@ -1,0 +1,147 @@
+"""Faults on the whole stack under load: workers killed with SIGKILL, the broker restarted, the
+store stopped for a minute, the judge down or slow. Each counts events in, screened, bundles,
+duplicates and lost from the store; nothing may be lost or stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+
+import pytest
+from aiohttp import web
+
+from pipeline.client import TriageClient
+from tests.faults.ledger import Feeder, ledger, llm_events, running_stack, topic_records, traffic, wait_screened
+from tests.helpers import free_port
+
+STORE_OUTAGE_S = 60.0
+
+
+def batches(service: str, n: int, events_each: int, seed: int) -> list[list]:
+    return [traffic(service, events_each, seed + i) for i in range(n)]
+
+
+def sent(groups: list[list]) -> int:
+    return sum(llm_events(batch) for batch in groups)
+
+
+def test_kill_9_a_worker_three_times_mid_stream_loses_and_duplicates_nothing(tmp_path):
+    service = "fault-kill9"
+    with running_stack(tmp_path, workers=2) as stack:
+        settings, client = stack.settings, TriageClient.from_settings(stack.settings)
+        load = batches(service, 24, 40, seed=100)
+        with Feeder(settings, load, every_s=0.6) as feeder:
+            for _ in range(3):
+                time.sleep(3.0)
+                stack.kill("worker-0", signal.SIGKILL)
+                time.sleep(1.0)
+                stack.restart("worker-0")
+        assert feeder.flushed == [True]
+        expected = sent(load)
+        screened = wait_screened(client, settings, service, expected, timeout_s=180)
+        on_topic = topic_records(settings, service, expected)
+        client.close()
+    row = ledger(settings, "kill -9 a worker, 3 times", service, expected, on_topic)
+    assert screened == expected
+    assert row["lost"] == 0 and row["duplicates"] == 0 and row["bundles"] > 0, row
+
+
+def test_broker_restart_with_a_durable_broker_loses_nothing_and_agents_resume(tmp_path):
+    service = "fault-broker"
+    with running_stack(tmp_path, embedded_broker="noida") as stack:
+        settings, client = stack.settings, TriageClient.from_settings(stack.settings)
+        before, during, after = (batches(service, 1, n, seed) for n, seed in ((120, 200), (60, 300), (120, 400)))
+        with Feeder(settings, before, every_s=0.0) as feeder:
+            pass
+        assert wait_screened(client, settings, service, sent(before), timeout_s=90) == sent(before)
+        stack.kill("broker", signal.SIGTERM)
+        # The receiver answers 503 with Retry-After while the broker is away; the exporter retries.
+        with Feeder(settings, during, every_s=0.0) as feeder_during:
+            time.sleep(2.0)
+            stack.restart("broker")
+        with Feeder(settings, after, every_s=0.0) as feeder:
+            pass
+        assert feeder.flushed == [True] and feeder_during.flushed == [True]
+        expected = sent(before) + sent(during) + sent(after)
+        screened = wait_screened(client, settings, service, expected, timeout_s=180)
+        on_topic = topic_records(settings, service, expected)
+        client.close()
+    row = ledger(settings, "broker restart (noida, durable)", service, expected, on_topic)
+    assert screened == expected
+    assert row["lost"] == 0 and row["duplicates"] == 0, row
+
+
+def test_store_down_for_a_minute_under_load_catches_up_without_loss_or_duplicates(tmp_path):
+    service = "fault-store"
+    with running_stack(tmp_path) as stack:
+        settings, client = stack.settings, TriageClient.from_settings(stack.settings)
+        load = batches(service, 40, 30, seed=500)
+        with Feeder(settings, load, every_s=STORE_OUTAGE_S / 40) as feeder:
+            time.sleep(2.0)
+            stack.kill("store", signal.SIGKILL)
+            down_at = time.monotonic()
+            time.sleep(STORE_OUTAGE_S)
+            stack.restart("store")
+            outage_s = time.monotonic() - down_at
+        assert feeder.flushed == [True]
+        expected = sent(load)
+        screened = wait_screened(client, settings, service, expected, timeout_s=180)
+        on_topic = topic_records(settings, service, expected)
+        client.close()
+    row = ledger(settings, f"store process killed for {outage_s:.0f} s under load", service, expected, on_topic)
+    assert screened == expected
+    assert row["lost"] == 0 and row["duplicates"] == 0 and row["bundles"] > 0, row
+
+
+class SlowJudge:
+    """An OpenAI-compatible endpoint that never answers in time."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.port = free_port()
+        self.calls = 0
+        ready = threading.Event()
+
+        async def handle(request: web.Request) -> web.Response:
+            self.calls += 1
+            await asyncio.sleep(delay_s)
+            return web.json_response({"choices": []})
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            ready.set()
+            await asyncio.Event().wait()
+
+        threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+        ready.wait(10)
+
+
+@pytest.mark.parametrize("judge", ["down", "slow"])
+def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_goes_on(tmp_path, judge):
+    service = f"fault-judge-{judge}"
+    url = f"http://127.0.0.1:{free_port()}/v1" if judge == "down" else f"http://127.0.0.1:{SlowJudge(5.0).port}/v1"
+    overrides = {"judge_base_url": url, "judge_model": "m", "judge_timeout_s": 1.0, "judge_breaker_failures": 3,
+                 "judge_breaker_cooldown_s": 600.0}  # fmt: skip
+    with running_stack(tmp_path, **overrides) as stack:
+        settings, client = stack.settings, TriageClient.from_settings(stack.settings)
+        load = batches(service, 6, 60, seed=700)
+        with Feeder(settings, load, every_s=0.3) as feeder:
+            pass
+        assert feeder.flushed == [True]
+        expected = sent(load)
+        screened = wait_screened(client, settings, service, expected, timeout_s=120)
+        bundles = client.escalations(limit=500, service=service, status="all")
+        on_topic = topic_records(settings, service, expected)
+        client.close()
+    statuses = {b["judge_status"] for b in bundles}
+    row = ledger(settings, f"judge {judge}", service, expected, on_topic,
+                 judge_statuses=sorted(statuses))  # fmt: skip
+    assert screened == expected and row["lost"] == 0 and row["duplicates"] == 0
+    assert bundles and statuses <= {"judge_error", "skipped", "unjudged"}, statuses
+    assert all(b["queue_state"] in ("open", "needs_human_review") for b in bundles)
+    assert "judge_error" in statuses or "skipped" in statuses
