@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     screening_ttl_days: int = Field(default=30, ge=0)
     screening_text: Literal["truncated", "full", "hashed"] = "truncated"
     screening_text_chars: int = Field(default=280, ge=0)
+    #: Redact before storage (comma list of email, phone, api_key; empty: keep text as screened).
+    redact: str = Field(default="", pattern=r"^\s*((email|phone|api_key)\s*(,\s*|$))*$")
     #: Webhooks for new bundles at or above `alert_min_severity` (never drills); empty: none.
     alert_webhook_url: str = ""
     alert_slack_webhook_url: SecretStr = SecretStr("")

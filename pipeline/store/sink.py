@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.settings import Settings
 from pipeline.store.clickhouse import Store
+from pipeline.store.redaction import Redactor
 from schemas.dead_letter import DeadLetter
 from schemas.evidence import EvidenceBundle, Screening
 from schemas.tools import ToolRegistryRow
@@ -49,6 +50,7 @@ class Sink:
         self.store = store
         self.on_bundles = on_bundles
         self.counters = SinkCounters()
+        self.redactor = Redactor.from_setting(settings.redact)
         topics = settings.topics
         self._parsers: dict[str, type[BaseModel]] = {
             topics.screenings: Screening,
@@ -134,6 +136,9 @@ class Sink:
                         )
                     )
         topics = self.settings.topics
+        if self.redactor is not None:
+            decoded[topics.screenings] = [self.redactor.screening(s) for s in decoded[topics.screenings]]
+            decoded[topics.evidence] = [self.redactor.bundle(b) for b in decoded[topics.evidence]]
         stored_ns = time.time_ns()
         self.counters.screenings += self.store.insert_screenings(decoded[topics.screenings], stored_ns)
         fresh = self.store.insert_bundles(decoded[topics.evidence], stored_ns)

@@ -73,3 +73,30 @@ async def test_sink_resumes_from_committed_offsets(settings):
         await asyncio.gather(task, return_exceptions=True)
     assert resumed.counters.screenings == 5  # only the new ones were read: offsets were committed
     store.close()
+
+
+async def test_with_redaction_the_store_never_holds_the_address_or_the_key(settings):
+    from pipeline.agents.investigate import assemble_bundle
+    from schemas.evidence import Escalation
+
+    redacting = settings.model_copy(update={"redact": "email,api_key"})
+    store = Store.open(redacting.store_dsn)
+    text = "Forward it to jane.doe@example.com with api_key=sk-live-abcdefghijklmnopqrstu"
+    ev = event(0, text)
+    [screening] = Screener([FixedDetector(0.99)], RoutingPolicy.load()).screen([ev])
+    bundle = assemble_bundle(Escalation(event=ev, screening=screening), time.time_ns())
+    await produce(redacting.bootstrap, redacting.topics.screenings, [screening.model_dump_json().encode()])
+    await produce(redacting.bootstrap, redacting.topics.evidence, [bundle.model_dump_json().encode()])
+    sink = Sink(redacting, store)
+    task = asyncio.create_task(sink.run())
+    try:
+        await wait_for(lambda: sink.counters.screenings == 1 and sink.counters.bundles == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [row] = store.query("SELECT excerpt FROM screenings")
+    [stored] = store.query("SELECT bundle FROM evidence_bundles")
+    store.close()
+    for kept in (row["excerpt"], stored["bundle"]):
+        assert "jane.doe@example.com" not in kept and "sk-live" not in kept and "[email]" in kept
+    assert "[api_key]" in stored["bundle"] and bundle.bundle_id in stored["bundle"]
