@@ -30,7 +30,13 @@ from schemas.events import (
 )
 
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id")
+#: Text copied onto an event is cut to this many characters (a value may be megabytes).
 MAX_ATTRIBUTE_CHARS = 32_768
+#: JSON in attribute strings nested deeper than this is kept as text, not parsed: no real
+#: message or tool schema comes near it, and deeper values overflow recursive printers.
+MAX_JSON_DEPTH = 64
+#: Token counts outside [0, 2**63) are not counts (int64 in OTLP; inf and 1e300 as doubles).
+MAX_TOKEN_COUNT = 2**63 - 1
 
 OtlpMessage = TypeVar("OtlpMessage", bound=ProtoMessage)
 
@@ -515,15 +521,31 @@ def _has_prefix(attrs: Mapping[str, Any], *prefixes: str) -> bool:
 
 
 def _json_value(value: Any) -> Any:
-    """Structured attributes arrive as JSON strings on spans; anything unparsable stays text."""
+    """Structured attributes arrive as JSON strings on spans; anything unparsable, or nested
+    deeper than MAX_JSON_DEPTH, stays text (and is screened as text)."""
     if isinstance(value, str):
         stripped = value.lstrip()
         if stripped[:1] in ("[", "{"):
             try:
-                return json.loads(value)
-            except ValueError:
+                parsed = json.loads(value)
+            except (ValueError, RecursionError):  # RecursionError: nested past the interpreter's limit
                 return value
+            return parsed if _nesting_within(parsed, MAX_JSON_DEPTH) else value
     return value
+
+
+def _nesting_within(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in `value` nest at most `limit` deep (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return False
+                stack.append((child, depth + 1))
+    return True
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -547,10 +569,12 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _int_or_none(value: Any) -> int | None:
+    """A count, or None when the value is none (or no count: negative, inf, NaN, not a number)."""
     try:
-        return None if value in (None, "") else int(value)
-    except (TypeError, ValueError):
+        count = None if value in (None, "") else int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         return None
+    return count if count is not None and 0 <= count <= MAX_TOKEN_COUNT else None
 
 
 def _dict_or_none(value: Any) -> dict[str, Any] | None:

@@ -27,8 +27,14 @@ class NormalizeCounters:
 
 async def emit(out: JoinOutput, topics: TopicHandles, counters: NormalizeCounters) -> None:
     for llm_event in out.events:
+        try:
+            value = llm_event.model_dump_json().encode()
+        except ValueError:  # PydanticSerializationError; the mapping bounds nesting, so never expected
+            log.exception("normalize: event %s cannot be serialised; dropped", llm_event.event_id)
+            counters.dead_letters += 1
+            continue
         counters.events += 1
-        await topics.llm_events.send(key=llm_event.session_id.encode(), value=llm_event.model_dump_json().encode())
+        await topics.llm_events.send(key=llm_event.session_id.encode(), value=value)
     for source in out.acks:
         source.ack()
 

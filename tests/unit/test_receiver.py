@@ -184,3 +184,149 @@ async def test_logs_endpoint_forwards_only_genai_records_tied_to_a_span(client):
 async def test_logs_endpoint_rejects_garbage(client):
     response = await client.post("/v1/logs", data=b"\xff\xff", headers={"Content-Type": "application/x-protobuf"})
     assert response.status == 400
+
+
+# -- bounded admission: 429 past the caps, 503 while the broker fails, each with Retry-After ------
+
+
+class GatedProducer(RecordingProducer):
+    """Deliveries wait for `release` (a slow broker); or fail with `error`; or never complete."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.error: Exception | None = None
+        self.hang = False
+
+    async def send(self, topic, value, *, key, headers):
+        self.sent.append((topic, value, headers))
+        if self.error is not None:
+            raise self.error
+        delivered = asyncio.get_running_loop().create_future()
+        if not self.hang:
+
+            async def deliver():
+                await self.release.wait()
+                delivered.set_result(None)
+
+            asyncio.get_running_loop().create_task(deliver())
+        return delivered
+
+
+async def gated_client(tmp_path, **overrides):
+    producer = GatedProducer()
+    settings = Settings(**{"data_dir": tmp_path, "max_request_bytes": 4096, "receiver_retry_after_s": 2, **overrides})
+    test_client = TestClient(TestServer(create_receiver_app(settings, producer)))
+    await test_client.start_server()
+    test_client.producer = producer
+    return test_client
+
+
+PB = {"Content-Type": "application/x-protobuf"}
+
+
+async def test_past_the_inflight_request_cap_the_answer_is_429_with_retry_after(tmp_path):
+    client = await gated_client(tmp_path, receiver_max_inflight_requests=2)
+    try:
+        body = request(span({"gen_ai.operation.name": "chat"})).SerializeToString()
+        waiting = [asyncio.create_task(client.post("/v1/traces", data=body, headers=PB)) for _ in range(2)]
+        while len(client.producer.sent) < 2:
+            await asyncio.sleep(0.01)
+        refused = await client.post("/v1/traces", data=body, headers=PB)
+        assert refused.status == 429 and refused.headers["Retry-After"] == "2"
+        assert Status.FromString(await refused.read()).code == 8  # RESOURCE_EXHAUSTED
+        client.producer.release.set()
+        assert [(await w).status for w in waiting] == [200, 200]
+        health = await (await client.get("/healthz")).json()
+        assert health["receiver"]["rejected"]["overloaded_429"] == 1 and health["receiver"]["inflight_requests"] == 0
+        assert health["receiver"]["inflight_bytes"] == 0 and health["receiver"]["items_accepted"] == 2
+    finally:
+        await client.close()
+
+
+async def test_past_the_inflight_bytes_cap_the_answer_is_429(tmp_path):
+    client = await gated_client(tmp_path, receiver_max_inflight_bytes=100)
+    try:
+        body = request(span({"input.value": "x" * 200})).SerializeToString()
+        first = asyncio.create_task(client.post("/v1/traces", data=body, headers=PB))  # alone: let in
+        while not client.producer.sent:
+            await asyncio.sleep(0.01)
+        refused = await client.post("/v1/traces", data=body, headers=PB)
+        assert refused.status == 429 and "bytes await the broker" in Status.FromString(await refused.read()).message
+        client.producer.release.set()
+        assert (await first).status == 200
+    finally:
+        await client.close()
+
+
+async def test_a_broker_that_does_not_acknowledge_gets_503_then_fail_fast_then_a_probe(tmp_path):
+    client = await gated_client(tmp_path, receiver_send_timeout_s=0.2, receiver_retry_after_s=1)
+    try:
+        body = request(span({"gen_ai.operation.name": "chat"})).SerializeToString()
+        client.producer.hang = True
+        timed_out = await client.post("/v1/traces", data=body, headers=PB)
+        assert timed_out.status == 503 and timed_out.headers["Retry-After"] == "1"
+        assert "did not acknowledge" in Status.FromString(await timed_out.read()).message
+        sent = len(client.producer.sent)
+        fast = await client.post("/v1/traces", data=json.dumps(OTLP_JSON), headers={"Content-Type": "application/json"})
+        assert fast.status == 503 and (await fast.json())["code"] == 14  # UNAVAILABLE, without trying the broker
+        assert len(client.producer.sent) == sent
+        assert (await client.get("/readyz")).status == 503
+        health = await (await client.get("/healthz")).json()
+        assert health["receiver"]["broker"] == "unavailable" and health["receiver"]["inflight_bytes"] > 0
+        client.producer.hang = False
+        client.producer.release.set()
+        await asyncio.sleep(1.05)  # Retry-After has passed: the next request probes the broker
+        assert (await client.post("/v1/traces", data=body, headers=PB)).status == 200
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        await client.close()
+
+
+async def test_broker_errors_are_503_and_a_record_too_large_for_it_413(tmp_path):
+    from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+    client = await gated_client(tmp_path)
+    try:
+        body = request(span({"gen_ai.operation.name": "chat"})).SerializeToString()
+        client.producer.error = MessageSizeTooLargeError()
+        assert (await client.post("/v1/traces", data=body, headers=PB)).status == 413
+        client.producer.error = KafkaConnectionError()
+        response = await client.post("/v1/traces", data=body, headers=PB)
+        assert response.status == 503 and response.headers["Retry-After"] == "2"
+    finally:
+        await client.close()
+
+
+async def test_a_json_string_with_a_lone_surrogate_is_400(client):
+    """Found by fuzzing: an escaped lone surrogate made protobuf's JSON parser raise SystemError (500)."""
+    for bad in ('{"\\ud800": 1}', '{"resourceSpans": [{"resource": {"attributes": [{"key": "\\udfff"}]}}]}'):
+        response = await client.post("/v1/traces", data=bad, headers={"Content-Type": "application/json"})
+        assert response.status == 400 and "surrogate" in (await response.json())["message"]
+
+
+async def test_json_nested_too_deep_is_400(tmp_path):
+    """Found by fuzzing: json.loads raised RecursionError (500)."""
+    app = create_receiver_app(Settings(data_dir=tmp_path), RecordingProducer())
+    async with TestClient(TestServer(app)) as test_client:
+        response = await test_client.post(
+            "/v1/traces", data="[" * 100_000, headers={"Content-Type": "application/json"}
+        )
+        assert response.status == 400 and "nested too deeply" in (await response.json())["message"]
+
+
+async def test_too_many_spans_in_one_request_is_413(tmp_path):
+    app = create_receiver_app(Settings(data_dir=tmp_path, receiver_max_items_per_request=2), RecordingProducer())
+    async with TestClient(TestServer(app)) as test_client:
+        spans = [span({}, span_id=bytes([n]) * 8) for n in range(1, 4)]
+        response = await test_client.post("/v1/traces", data=request(*spans).SerializeToString(), headers=PB)
+        assert response.status == 413 and "over the limit of 2" in Status.FromString(await response.read()).message
+
+
+async def test_a_chunked_body_past_the_limit_is_413(client):
+    async def chunks():
+        for _ in range(100):
+            yield b"\x00" * 1024
+
+    response = await client.post("/v1/traces", data=chunks(), headers=PB)
+    assert response.status == 413
