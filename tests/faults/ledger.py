@@ -22,11 +22,12 @@ from pipeline.settings import Settings
 from pipeline.stack.supervisor import Stack
 from pipeline.store.clickhouse import Store
 from pipeline.traffic import Session, TrafficGenerator
-from tests.helpers import MODEL_DIR, test_settings
+from tests.helpers import MODEL_DIR, REPO, test_settings
 from tests.integration.kafka_io import consume_until
 
-#: Where each fault test appends its row; docs/reliability.md quotes the latest run.
-LEDGER_FILE = Path(os.environ.get("OODWATCH_FAULT_LEDGER", "/tmp/oodwatch-fault-ledger.jsonl"))
+#: Where each fault test appends its row (emptied when a test session starts: the file holds
+#: the latest run, which docs/reliability.md quotes).
+LEDGER_FILE = Path(os.environ.get("OODWATCH_FAULT_LEDGER", REPO / ".oodwatch" / "fault-ledger.jsonl"))
 
 
 def traffic(service: str, events: int, seed: int, attack_ratio: float = 0.2) -> list[Session]:
