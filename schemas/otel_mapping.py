@@ -469,6 +469,8 @@ def _read_tools(attrs: Mapping[str, Any], content: Content) -> None:
         tool = _tool_definition(_json_value(fields.get("tool.json_schema")))
         if tool is not None:
             content.tools.append(tool)
+    if attrs.get("mcp.method.name") == "tools/list":
+        _read_mcp_tools_list(attrs, content)
     operation = attrs.get("gen_ai.operation.name")
     oi_kind = str(attrs.get("openinference.span.kind") or "").upper()
     if (
@@ -496,6 +498,20 @@ def _read_tools(attrs: Mapping[str, Any], content: Content) -> None:
                 result=None if result is None else _text(result),
             )
         )
+
+
+def _read_mcp_tools_list(attrs: Mapping[str, Any], content: Content) -> None:
+    """An MCP `tools/list` span: the server's answer (`{"tools": [...]}`, possibly under
+    `result`) rides in the instrumentation's output attribute."""
+    answer = _json_value(attrs.get("output.value") or attrs.get("traceloop.entity.output") or attrs.get("mcp.result"))
+    if isinstance(answer, dict) and isinstance(answer.get("result"), dict):
+        answer = answer["result"]
+    listed = answer.get("tools") if isinstance(answer, dict) else answer
+    server = _str_or_none(attrs.get("mcp.server.name") or attrs.get("server.address"))
+    for raw in _as_list(listed):
+        tool = _tool_definition(raw)
+        if tool is not None:
+            content.tools.append(tool.model_copy(update={"server": tool.server or server}))
 
 
 def _tool_definition(raw: Any) -> ToolDefinition | None:

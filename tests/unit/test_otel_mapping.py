@@ -170,6 +170,20 @@ def test_execute_tool_span_and_mcp_call():
     assert mcp.tool_calls[0].name == "read_file"
 
 
+def test_an_mcp_tools_list_answer_becomes_the_servers_tool_definitions():
+    answer = {"result": {"tools": [
+        {"name": "fetch", "description": "Fetches a URL from the internet.",
+         "inputSchema": {"type": "object", "properties": {"url": {"type": "string"}}}},
+        {"name": "broken"}, {"description": "no name"}, "not a tool",
+    ]}}  # fmt: skip
+    listed = one({"mcp.method.name": "tools/list", "mcp.session.id": "m1", "mcp.server.name": "fetch-server",
+                  "output.value": json.dumps(answer)})  # fmt: skip
+    assert listed.operation == "tools/list"
+    tools = [(t.name, t.server) for t in listed.tool_definitions]
+    assert tools == [("fetch", "fetch-server"), ("broken", "fetch-server")]
+    assert listed.tool_definitions[0].parameters == {"type": "object", "properties": {"url": {"type": "string"}}}
+
+
 def test_span_events_carry_messages_in_older_conventions():
     event = one(
         {"gen_ai.system": "openai"},
