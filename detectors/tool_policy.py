@@ -31,7 +31,7 @@ DECLARED_SCORE = 0.9  # out of scope of a signed, declared scope
 INFERRED_SCORE = 0.8  # out of scope of a scope inferred from the tool's own words
 OFF_INTENT_SCORE = 0.6  # in the uncertain band below THRESHOLD: tier 2 decides
 #: Tier 2's check: cosine distance of request and call embeddings (MiniLM) at or above this is
-#: off intent. Chosen on tuning seeds (`oodwatch eval tools --json`, key `action_policy`).
+#: off intent. Chosen on the demo's tool calls and tuning-seed drill calls (docs/architecture.md).
 INTENT_DETECTOR = "tier2-request-call"
 INTENT_DISTANCE_THRESHOLD = 0.7
 

@@ -162,6 +162,43 @@ def cmd_eval_ood(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_tools(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.tools_eval import evaluate, false_positives
+
+    models = None if args.rules_only else settings.models_path
+    if args.show_fp:
+        found = false_positives(settings.datasets_path, models, split=args.show_fp)
+        if args.json:
+            print(json.dumps(found))
+            return 0
+        for fp in found:
+            print(f"[{fp['package']} {fp['name']}] {fp['scores']} {fp['findings']}")
+            print("    " + fp["description"].replace("\n", "\n    "))
+        print(f"{len(found)} benign description(s) of the {args.show_fp} half flagged")
+        return 0
+    result = evaluate(settings.datasets_path, models, seed_set=args.seed_set, n_poisoned=args.poisoned)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"tool descriptions: {result['benign']['n']} real ones from {len(result['sources'])} packages, "
+        f"{result['poisoned']['n']} poisoned ({args.seed_set} seeds)"
+    )
+    for name, f in result["by_scorer"].items():
+        kinds = "  ".join(f"{k} {v:.3f}" for k, v in f["poisoned"]["by_kind"].items())
+        print(
+            f"  {name:<9} recall {f['poisoned']['recall']:.3f}  FPR {f['benign']['fpr']:.4f} "
+            f"(held-out half {f['benign_heldout_half']['fpr']:.4f})  {kinds}"
+        )
+    for name, h in result["handwritten"].items():
+        print(f"  hand-written ({name}): rules {h['rules']['flagged']}/{h['rules']['n']}")
+    bar = result["bar"]
+    print(
+        f"  bar (rules): recall >= {bar['recall_min']}, FPR <= {bar['fpr_max']}: {'met' if bar['met'] else 'NOT met'}"
+    )
+    return 0
+
+
 def read_texts(path: Path) -> list[str]:
     """One text per line; JSON lines with a "text" field are read as such."""
     texts = []
@@ -306,6 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     ood = evaluate.add_parser("ood", help="tier 2: held-out benign vs held-out attacks, per source")
     ood.add_argument("--json", action="store_true")
     ood.set_defaults(func=cmd_eval_ood)
+    tools = evaluate.add_parser("tools", help="tool-description lint: real descriptions vs poisoned ones")
+    tools.add_argument("--json", action="store_true")
+    tools.add_argument("--seed-set", choices=["heldout", "tuning"], default="heldout", help="poisoned cases' seeds")
+    tools.add_argument("--poisoned", type=int, default=1000, help="poisoned cases (one per seed)")
+    tools.add_argument("--rules-only", action="store_true", help="without the learned score")
+    tools.add_argument(
+        "--show-fp", nargs="?", const="tuning", choices=["tuning", "heldout"],
+        help="list the flagged benign descriptions of one half of the corpus (tune on `tuning` only)",
+    )  # fmt: skip
+    tools.set_defaults(func=cmd_eval_tools)
 
     reference = sub.add_parser("reference", help="tier 2's in-distribution reference").add_subparsers(
         dest="reference_command", required=True
