@@ -129,6 +129,10 @@ def ledger(settings: Settings, fault: str, service: str, sent: int, on_topic: in
         "replayed_on_topic": max(0, on_topic - int(screened["events"])),
         **extra,
     }
+    return record(row)
+
+
+def record(row: dict[str, Any]) -> dict[str, Any]:
     with LEDGER_FILE.open("a") as out:
         out.write(json.dumps(row) + "\n")
     return row

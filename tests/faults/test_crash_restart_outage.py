@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.client import TriageClient
+from tests.e2e.conftest import wait_for
 from tests.faults.ledger import Feeder, ledger, llm_events, running_stack, topic_records, traffic, wait_screened
 from tests.helpers import free_port
 
@@ -135,7 +136,11 @@ def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_go
         assert feeder.flushed == [True]
         expected = sent(load)
         screened = wait_screened(client, settings, service, expected, timeout_s=120)
-        bundles = client.escalations(limit=500, service=service, status="all")
+        # Bundles bound for the judge are stored once it has answered, failed or been skipped.
+        bundles = wait_for(
+            lambda: client.escalations(limit=500, service=service, status="all"),
+            lambda q: any(b["judge_status"] in ("judge_error", "skipped") for b in q), timeout_s=90,
+        )  # fmt: skip
         on_topic = topic_records(settings, service, expected)
         client.close()
     statuses = {b["judge_status"] for b in bundles}

@@ -40,6 +40,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import LLMEvent
 from schemas.otel_logs import content_by_span, parse_logs_request
 from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
+from tests.faults.ledger import record as ledger_record
 from tests.faults.test_receiver_overload import running_broker, running_receiver
 from tests.helpers import request, span, test_settings
 from tests.integration.kafka_io import consume_until, produce
@@ -488,6 +489,9 @@ async def test_hostile_payloads_through_receiver_broker_and_normalize(tmp_path: 
         f"\nreal path: {len(accepted)} hostile spans accepted -> {len(events)} events; {len(rejected)} bodies 4xx; "
         f"2 garbage records -> dead letters {[letter.reason[:70] for letter in letters]}"
     )
+    ledger_record({"fault": "hostile payloads via receiver, broker, normalize", "in": len(accepted) + len(rejected) + 2,
+                   "screened": None, "bundles": None, "events": len(events), "rejected_4xx": len(rejected),
+                   "dead_letters": len(letters), "duplicates": None, "lost": len(accepted) - len(events)})  # fmt: skip
     assert counters.events == len(events) == len(accepted) and counters.dead_letters == len(letters) == 2
     assert all(letter.stage == "normalize" and "ExportTraceServiceRequest" in letter.reason for letter in letters)
     by_span = {event.span_id: event for event in events}

@@ -29,6 +29,7 @@ from pipeline.settings import Settings, Topics
 from pipeline.stack.broker import broker_command
 from pipeline.stack.supervisor import child_env, http_ok, wait_tcp
 from pipeline.stack.topics import ensure_topics
+from tests.faults.ledger import record as ledger_record
 from tests.helpers import free_port, request, span, test_settings
 from tests.integration.kafka_io import consume_until
 
@@ -177,6 +178,10 @@ async def test_a_flood_gets_429_with_retry_after_and_no_acknowledged_span_is_los
         f"acknowledged, {len(set(in_topic))} distinct in the topic ({sum(in_topic.values())} with duplicates); "
         f"receiver RSS {rss_before} -> {rss_after} KiB; /healthz {health['receiver']}"
     )
+    ledger_record({"fault": "receiver flood: 300 concurrent requests, cap 4 in flight, clients retry",
+            "in": sent_spans, "screened": None, "bundles": None, "acknowledged": len(acked),
+            "duplicates": sum(in_topic.values()) - len(set(in_topic)), "lost": sent_spans - len(set(in_topic)),
+            "first_round": dict(statuses), "retries": retries[0], "rss_kib": [rss_before, rss_after]})  # fmt: skip
     assert statuses[429] > 0, "the flood never hit the bound: make it bigger"
     assert statuses[200] > 0
     assert len(acked) == sent_spans and set(in_topic) == acked
@@ -275,6 +280,9 @@ async def test_a_flood_of_large_requests_keeps_the_receiver_memory_bounded(broke
         f"at most: {dict(statuses)} in {flood_s:.1f} s; receiver RSS {rss_before} -> {rss_after} KiB (peak "
         f"{rss_peak} KiB); a 64 MiB chunked body: {too_big}"
     )
+    ledger_record({"fault": "receiver flood of 60 x 3 MiB requests, 8 MiB in flight", "in": 60, "screened": None,
+            "bundles": None, "answers": dict(statuses), "rss_kib": [rss_before, rss_after, rss_peak],
+            "oversized_64mib": too_big, "duplicates": None, "lost": 60 - statuses[200]})  # fmt: skip
     assert statuses[200] == 60 and statuses[429] > 0
     assert rss_peak - rss_before < 100 * 1024, "the receiver's memory grew past the bound"
     assert too_big == 413

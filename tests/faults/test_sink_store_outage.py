@@ -5,14 +5,13 @@ has not stored, and catches up afterwards; nothing lost, nothing twice. The stor
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from pipeline.agents.screen import Screener
 from pipeline.policy import RoutingPolicy
 from pipeline.store.clickhouse import Store, StoreError
 from pipeline.store.sink import Sink
-from tests.faults.ledger import LEDGER_FILE
+from tests.faults.ledger import record
 from tests.helpers import FixedDetector
 from tests.integration.conftest import broker, settings  # noqa: F401 - fixtures
 from tests.integration.kafka_io import produce
@@ -73,5 +72,4 @@ async def test_sink_backs_off_while_the_store_is_down_then_stores_everything_onc
     row = {"fault": f"store refuses writes for {OUTAGE_S:.0f} s under load (sink keeps running)", "in": 300,
            "screened": counts["events"], "bundles": 0, "duplicates": counts["rows"] - counts["events"],
            "lost": 300 - counts["events"], "refused_writes": outage.refused}  # fmt: skip
-    with LEDGER_FILE.open("a") as out:
-        out.write(json.dumps(row) + "\n")
+    record(row)
