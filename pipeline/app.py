@@ -100,6 +100,18 @@ def build_tier3(settings: Settings, policy: RoutingPolicy) -> Tier3 | None:
     return Tier3(LLMJudge(config, breaker=breaker), policy, budget)
 
 
+def keyed_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A table of JSON values whose changelog partition is hashed from the raw key bytes, as the
+    topic feeding it is keyed, so a key's row and its records share a partition."""
+    return app.Table(
+        name,
+        default=None,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        partitions=partitions,
+        use_partitioner=True,
+    )
+
+
 def create_app(
     settings: Settings, *, screener: Screener | None = None, investigator: Investigator | None = None,
     tier3: Tier3 | None = None,
@@ -146,13 +158,7 @@ def create_app(
     # Accumulated risk per session. The changelog partition is hashed from the key (raw
     # session-id bytes, as llm-events is keyed), not taken from a "current event", which a
     # micro-batch does not have: a session's events and its row share a partition.
-    session_risk = app.Table(
-        "session-risk",
-        default=None,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-        partitions=settings.topic_partitions,
-        use_partitioner=True,
-    )
+    session_risk = keyed_table(app, "session-risk", settings.topic_partitions)
     join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
     otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
 
@@ -183,13 +189,7 @@ def create_app(
 
     if "tools" in roles:
         # Pins per tool identity; the sightings topic is keyed by identity, like the table.
-        tool_pins = app.Table(
-            "tool-pins",
-            default=None,
-            schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
-            partitions=settings.topic_partitions,
-            use_partitioner=True,
-        )
+        tool_pins = keyed_table(app, "tool-pins", settings.topic_partitions)
         pins = ToolPins(hot_path.policy, declared_tools(verified_manifests(settings)))
 
         @app.agent(topics.tool_sightings, name="tools")

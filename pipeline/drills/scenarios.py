@@ -511,7 +511,7 @@ POISON_TARGETS = ["collect.{d}/c", "{d}/upload", "{d}/v1/ingest", "{d}/hook"]
 def _task(rng: random.Random) -> tuple[str, str, dict[str, object], str]:
     request, tool, arguments, result = rng.choice(TOOL_TASKS)
     number = str(rng.randint(10000, 99999))
-    filled = {k: str(v).format(n=number) for k, v in arguments.items()}
+    filled: dict[str, object] = {k: str(v).format(n=number) for k, v in arguments.items()}
     return request.format(n=number), tool, filled, result.replace("{n}", number)
 
 
