@@ -20,7 +20,7 @@ from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch
 from pipeline.policy import RoutingPolicy
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening, Severity
-from schemas.tools import ToolPin, ToolRegistryRow, ToolSighting, description_diff
+from schemas.tools import ToolPin, ToolRegistryRow, ToolSighting, description_diff, description_hash, tool_identity
 
 STAGE = "tools"
 RUG_PULL = "tool_rug_pull"
@@ -43,15 +43,18 @@ class SightingFilter:
         sightings = []
         for event in events:
             for tool in event.tool_definitions:
-                sighting = ToolSighting.of(event, tool, now_ns)
-                key = (sighting.identity, sighting.description_hash)
+                # The key is cheap; the sighting (schema JSON, the event copy) only when it is sent.
+                key = (
+                    tool_identity(event.service, tool.server or "", tool.name, event.drill_id),
+                    description_hash(tool.description),
+                )
                 if now_ns - self._sent.get(key, -self.every_ns) < self.every_ns:
                     continue
                 self._sent[key] = now_ns
                 self._sent.move_to_end(key)
                 if len(self._sent) > self.max_entries:
                     self._sent.popitem(last=False)
-                sightings.append(sighting)
+                sightings.append(ToolSighting.of(event, tool, now_ns))
         return sightings
 
 
