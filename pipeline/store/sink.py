@@ -28,6 +28,10 @@ BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 15.0
 
 
+class StoreUnavailable(RuntimeError):
+    """The store stopped answering while a batch was being stored record by record."""
+
+
 class SinkCounters:
     def __init__(self) -> None:
         self.batches = 0
@@ -38,6 +42,8 @@ class SinkCounters:
         self.invalid = 0
         #: Failed store writes (each retried), and since when (epoch s; 0: writing fine).
         self.store_failures = 0
+        #: Records an answering store refused on their own (kept as dead letters).
+        self.refused = 0
         self.failing_since = 0.0
 
 
@@ -91,9 +97,10 @@ class Sink:
             await self._consumer.stop()
 
     async def _store_until_stored(self, polled: dict[Any, list[Any]]) -> list[EvidenceBundle]:
-        """A store that is down or refusing writes holds the batch: retried with backoff, its
-        offsets uncommitted, so nothing is skipped; a retry of a partly stored batch stores the
-        rest (ids already held are skipped)."""
+        """A store that is down holds the batch: retried with backoff, its offsets uncommitted, so
+        nothing is skipped; a retry of a partly stored batch stores the rest (ids already held
+        are skipped). A store that answers but refuses the batch is refusing some record in it:
+        the batch is stored record by record, and what the store refuses alone is dead-lettered."""
         delay = BACKOFF_MIN_S
         while True:
             try:
@@ -101,6 +108,14 @@ class Sink:
             except Exception as exc:
                 self.counters.store_failures += 1
                 self.counters.failing_since = self.counters.failing_since or time.time()
+                if await asyncio.to_thread(self._store_answers):
+                    try:
+                        fresh = await asyncio.to_thread(self._store_isolating, polled, exc)
+                    except StoreUnavailable:
+                        pass  # it went down meanwhile: back off like any outage
+                    else:
+                        self.counters.failing_since = 0.0
+                        return fresh
                 log.warning(
                     "store write failed (%s: %s): retrying the batch in %.1f s; offsets not committed",
                     type(exc).__name__, str(exc)[:200], delay,
@@ -112,6 +127,33 @@ class Sink:
                 log.info("store writes recovered after %.0f s", time.time() - self.counters.failing_since)
                 self.counters.failing_since = 0.0
             return fresh
+
+    def _store_answers(self) -> bool:
+        try:
+            self.store.query("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    def _store_isolating(self, polled: dict[Any, list[Any]], batch_error: Exception) -> list[EvidenceBundle]:
+        """One record at a time; a record the answering store refuses becomes a dead letter."""
+        log.warning("the store answers but refused a batch (%s): storing it record by record", batch_error)
+        fresh: list[EvidenceBundle] = []
+        for partition, records in polled.items():
+            for record in records:
+                try:
+                    fresh += self._store_batch({partition: [record]})
+                except Exception as exc:
+                    if not self._store_answers():
+                        raise StoreUnavailable(str(exc)) from exc
+                    self.counters.refused += 1
+                    letter = DeadLetter.of(
+                        stage="sink", reason=f"the store refused it: {type(exc).__name__}: {str(exc)[:300]}",
+                        topic=partition.topic, partition=partition.partition, offset=record.offset,
+                        payload=record.value or b"", failed_ns=time.time_ns(),
+                    )  # fmt: skip
+                    self.counters.dead_letters += self.store.insert_dead_letters([letter], time.time_ns())
+        return fresh
 
     def _store_batch(self, polled: dict[Any, list[Any]]) -> list[EvidenceBundle]:
         """Stores a polled batch; returns the bundles that were new."""
