@@ -79,6 +79,13 @@ def _readable(raw: bytes) -> float:
     return printable if words >= 2 else 0.0
 
 
+class OutputRule(Rule):
+    """A rule on what the model said rather than on what it was shown."""
+
+    def texts(self, event: LLMEvent) -> Iterable[str]:
+        yield from (m.content for m in event.output_messages)
+
+
 class EncodedPayload(Rule):
     """Base64, hex or URL-encoded runs that decode to readable text: a way past filters."""
 
@@ -244,14 +251,14 @@ _SECRETS = [
 _PLACEHOLDER = re.compile(r"EXAMPLE|example|XXXX|xxxx|your[_-]?(api[_-]?)?key|\.\.\.|<[^>]+>")
 
 
-class SecretInOutput(Rule):
+class SecretInOutput(OutputRule):
     """Credentials in model output or in the arguments of the tool calls it makes."""
 
     name = "rule-secret-in-output"
     category = "secret_leak"
 
     def texts(self, event: LLMEvent) -> Iterable[str]:
-        yield from (m.content for m in event.output_messages)
+        yield from super().texts(event)
         yield from (call.arguments for call in event.tool_calls if call.arguments)
 
     def check(self, text: str) -> float:
@@ -372,14 +379,11 @@ _ABUSE = re.compile(
 )
 
 
-class AbusiveOutput(Rule):
+class AbusiveOutput(OutputRule):
     """Insults or contempt from the assistant toward the user."""
 
     name = "rule-abusive-output"
     category = "abusive_output"
-
-    def texts(self, event: LLMEvent) -> Iterable[str]:
-        yield from (m.content for m in event.output_messages)
 
     def check(self, text: str) -> float:
         hits = len(_ABUSE.findall(text))
@@ -401,15 +405,12 @@ _INSTRUCTIVE = re.compile(
 )
 
 
-class HarmfulInstructionsInOutput(Rule):
+class HarmfulInstructionsInOutput(OutputRule):
     """The assistant giving hazardous how-to help (weapons, drugs, poisons, malware, self-harm),
     anywhere in its answer: a hazard term together with instructional phrasing."""
 
     name = "rule-harmful-output"
     category = "harmful_output_rule"
-
-    def texts(self, event: LLMEvent) -> Iterable[str]:
-        yield from (m.content for m in event.output_messages)
 
     def check(self, text: str) -> float:
         hazards = len(_HAZARDS.findall(text))
