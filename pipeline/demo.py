@@ -66,6 +66,7 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         "evidence_bundles": stats["evidence_bundles"],
         "tier2_flagged": stats["tier2_flagged"],
         "judge": judge_line(settings, stats["tier3"]),
+        "judge_failed": judge_failed(settings, stats["tier3"]),
         "tier3": stats["tier3"],
         "dead_letters": stats["dead_letters"],
         "attack_sessions": len(attack_sessions),
@@ -81,10 +82,20 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
     return DemoResult(summary, complete=stats["screenings"] >= expected, since_ns=since_ns)
 
 
+def judge_failed(settings: Settings, tier3: dict[str, int]) -> bool:
+    """A configured judge that was asked and never once answered: the run must say so and fail."""
+    return bool(settings.judge_endpoint()[0]) and tier3["judged"] == 0 and tier3["judge_error"] > 0
+
+
 def judge_line(settings: Settings, tier3: dict[str, int]) -> str:
     base_url, model, _ = settings.judge_endpoint()
     if not base_url:
         return "not configured: escalations go to the human queue unjudged (try --local-judge)"
+    if judge_failed(settings, tier3):
+        return (
+            f"{model}: FAILED, 0 judged and {tier3['judge_error']} judge errors; see "
+            f"{settings.data_dir / 'logs'} and runbooks/judge-degraded.md"
+        )
     line = (
         f"{tier3['judged']} judged, {tier3['judge_error']} judge errors, {tier3['judge_skipped']} over budget; "
         f"{tier3['needs_human_review']} need human review, {tier3['cleared']} cleared"
@@ -111,6 +122,9 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool, 
                     "Ctrl-C stops it"
                 )
                 wait_until_stopped(stack)
+            if result.summary["judge_failed"]:
+                _progress(f"the judge never judged: {result.summary['judge']}")
+                return 1
             return 0 if result.complete else 1
         finally:
             stack.stop()

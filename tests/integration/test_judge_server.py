@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from detectors.judge import CircuitBreaker, JudgeConfig, LLMJudge
-from pipeline.stack.local_judge import MODEL_ALIAS, model_path, server_command
+from pipeline.stack.local_judge import MODEL_ALIAS, model_path, probe, server_command
 from pipeline.stack.supervisor import http_ok
 from pipeline.tier3 import Tier3
 from schemas.events import LLMEvent, Message
@@ -51,10 +51,15 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     break
                 time.sleep(0.1)
             assert process.poll() is None, log_path.read_text()[-2000:]
+            probe(url, process.poll)  # a build this CPU cannot run fails here, with what to do
             yield url
         finally:
-            process.terminate()
-            process.wait(timeout=10)
+            process.terminate()  # a completion still running (the timeout test's) can hold it up
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def event(text: str) -> LLMEvent:
