@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +16,7 @@ from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
 from pipeline.agents.tools import SightingFilter, ToolPins, tools_stream
+from pipeline.agents.watchdog import StallWatchdog
 from pipeline.faust_transport import App
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 
 COUNTER_LOG_INTERVAL_S = 30.0
 JOIN_EXPIRY_INTERVAL_S = 0.25
+STALL_CHECK_INTERVAL_S = 5.0
 LOCAL_JUDGE_BUDGET = {"max_rate_per_s": 0.4, "burst": 4.0, "max_concurrency": 1}
 
 
@@ -223,6 +226,20 @@ def create_app(
                 batch_size=settings.investigate_batch_size,
                 window_s=settings.screen_batch_window_s,
             )
+
+    if settings.worker_stall_timeout_s > 0:
+        sources = {
+            "normalize": (names.otlp_spans, names.otlp_logs), "screen": (names.llm_events,),
+            "investigate": (names.escalations,), "tools": (names.tool_sightings,),
+        }  # fmt: skip
+        watchdog = StallWatchdog(
+            settings.bootstrap, settings.app_id, [t for role in roles for t in sources.get(role, ())],
+            settings.worker_stall_timeout_s,
+        )  # fmt: skip
+
+        @app.timer(STALL_CHECK_INTERVAL_S)  # type: ignore[untyped-decorator]
+        async def watch_for_stalls() -> None:
+            await watchdog.check(app.consumer.assignment(), time.monotonic())
 
     @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_counters() -> None:

@@ -13,7 +13,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from pipeline.traffic import Session, SpanSpec
@@ -21,9 +21,48 @@ from pipeline.traffic import Session, SpanSpec
 _KINDS = {k.name: k for k in trace.SpanKind}
 
 
-def otlp_http_processor(endpoint: str, *, max_queue: int = 100_000) -> SpanProcessor:
+class AcknowledgedExporter(SpanExporter):
+    """The SDK's OTLP/HTTP exporter, counting the spans the receiver acknowledged and those given up on.
+
+    The SDK drops a batch after six tries (about 5 s against the receiver's `Retry-After: 1`), so a
+    sender that must ride out a broker restart keeps retrying a refused batch for `retry_for_s`,
+    as a Collector's `retry_on_failure` does; 0 keeps the SDK's own behaviour. A dropped span is the
+    sender's loss, never acknowledged: counting it apart keeps a fault test's "lost" honest.
+    """
+
+    def __init__(self, inner: SpanExporter, retry_for_s: float = 0.0, pause_s: float = 1.0) -> None:
+        self.inner = inner
+        self.retry_for_s = retry_for_s
+        self.pause_s = pause_s
+        self.acknowledged = 0
+        self.dropped = 0
+        self._stopping = False
+
+    def export(self, spans: Any) -> SpanExportResult:
+        deadline = time.monotonic() + self.retry_for_s
+        while True:
+            result = self.inner.export(spans)
+            if result is SpanExportResult.SUCCESS:
+                self.acknowledged += len(spans)
+                return result
+            if self._stopping or time.monotonic() + self.pause_s > deadline:
+                self.dropped += len(spans)
+                return result
+            time.sleep(self.pause_s)
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def otlp_http_processor(
+    endpoint: str, *, max_queue: int = 100_000, exporter: SpanExporter | None = None
+) -> SpanProcessor:
     return BatchSpanProcessor(
-        OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=30),
+        exporter or OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=30),
         max_queue_size=max_queue,
         max_export_batch_size=256,
         schedule_delay_millis=50,
@@ -50,10 +89,29 @@ class SessionEmitter:
     with the SDK's OTLP/HTTP exporter, as an instrumented app would have.
     """
 
-    def __init__(self, endpoint: str = "", *, processor: Callable[[], SpanProcessor] | None = None) -> None:
-        self._make_processor = processor or (lambda: otlp_http_processor(endpoint))
+    def __init__(
+        self, endpoint: str = "", *, processor: Callable[[], SpanProcessor] | None = None, retry_for_s: float = 0.0
+    ) -> None:
+        self._exporters: list[AcknowledgedExporter] = []
+
+        def counted() -> SpanProcessor:
+            exporter = AcknowledgedExporter(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=30), retry_for_s)
+            self._exporters.append(exporter)
+            return otlp_http_processor(endpoint, exporter=exporter)
+
+        self._make_processor = processor or counted
         self._providers: dict[str, TracerProvider] = {}
         self.spans = 0
+
+    @property
+    def spans_acknowledged(self) -> int:
+        """Spans the receiver answered 200 for (the default OTLP/HTTP processor only)."""
+        return sum(e.acknowledged for e in self._exporters)
+
+    @property
+    def spans_dropped(self) -> int:
+        """Spans the exporter gave up on: never acknowledged, so never the pipeline's to lose."""
+        return sum(e.dropped for e in self._exporters)
 
     def _tracer(self, service: str) -> Any:
         provider = self._providers.get(service)

@@ -1,9 +1,16 @@
-"""A Faust Kafka transport whose consumer long-poll is bounded by settings.
+"""A Faust Kafka transport with a bounded consumer long-poll and generations that only grow.
 
 Faust hard-codes `fetch_max_wait_ms=1500`. A broker that does not answer a multi-partition
 fetch as soon as data arrives (tansu, measured: ~720-1470 ms per delivery at 1500 ms, ~23 ms
 at 100 ms) then adds that wait to every hop. A real Kafka answers early, so a low bound
 costs only a few more idle fetches.
+
+Faust tells records fetched for an earlier assignment from current ones by the group's
+generation id. A broker that forgets its groups across a restart (noida: the rejoined group is
+generation 1 again) reuses a generation Faust has seen, so records fetched before the restart
+are still delivered after the seek back to the committed offsets; the read offset they leave
+behind then drops the re-fetched records below it, and those are never processed (issue 13;
+docs/reliability.md). Each assignment here gets a generation above the last one.
 """
 
 from __future__ import annotations
@@ -11,7 +18,21 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+class MonotonicGenerations(faust_aiokafka.ConsumerRebalanceListener):  # type: ignore[misc]
+    """The broker's generation, or one more than the last this worker saw if that is higher."""
+
+    last_generation = 0
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        thread = self._thread
+        generation = max(thread._ensure_consumer()._coordinator.generation, self.last_generation + 1)
+        self.last_generation = generation
+        thread.app.consumer_generation_id = generation
+        await thread.on_partitions_assigned(ensure_TPset(assigned), generation)
 
 
 def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
@@ -22,6 +43,8 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
             return consumer
 
     class BoundedConsumer(faust_aiokafka.Consumer):
+        RebalanceListener = MonotonicGenerations
+
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

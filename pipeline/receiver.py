@@ -481,9 +481,12 @@ async def serve_receiver(settings: Settings) -> None:
     """Run until cancelled: producer first, then the listener."""
     from aiokafka import AIOKafkaProducer
 
+    # acks=all: a 200 means the broker made the records durable. With acks=1 the embedded noida
+    # acknowledged records it then lost across a restart (docs/reliability.md).
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, linger_ms=2, max_request_size=settings.max_request_bytes + 4096
-    )
+        bootstrap_servers=settings.bootstrap, linger_ms=2, max_request_size=settings.max_request_bytes + 4096,
+        acks="all", enable_idempotence=settings.idempotent_producer,
+    )  # fmt: skip
     await producer.start()
     runner = web.AppRunner(create_receiver_app(settings, producer), access_log=None)
     await runner.setup()

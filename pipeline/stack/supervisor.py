@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from typing import IO
 
 from pydantic import SecretStr
 
+from pipeline.agents.watchdog import STALL_EXIT_CODE
 from pipeline.settings import Settings
 from pipeline.stack import local_judge
 from pipeline.stack.broker import LaunchError, broker_command
@@ -31,6 +33,7 @@ from pipeline.store.auth import api_token
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
+HEAL_INTERVAL_S = 0.5
 
 Progress = Callable[[str], None]
 
@@ -120,6 +123,12 @@ class Stack:
         self.data_dir = settings.data_dir.resolve()
         self.log_dir = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
+        #: Workers restarted after their stall watchdog made them exit (STALL_EXIT_CODE).
+        self.restarts: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._killed: set[str] = set()
+        self._healer: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -165,9 +174,38 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        self.start_healing()
+
+    def start_healing(self) -> None:
+        self._stopping.clear()
+        self._healer = threading.Thread(target=self._heal, name="stack-healer", daemon=True)
+        self._healer.start()
+
+    def _heal(self) -> None:
+        """Restart a worker its stall watchdog stopped: it resumes from its committed offsets."""
+        while not self._stopping.wait(HEAL_INTERVAL_S):
+            with self._lock:
+                stalled = [
+                    c.name for c in self.children
+                    if c.name.startswith("worker-") and c.name not in self._killed
+                    and c.process.poll() == STALL_EXIT_CODE
+                ]  # fmt: skip
+                for name in stalled:
+                    if self._stopping.is_set():
+                        return
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    self.progress(f"{name} stalled (its watchdog stopped it): restarting it from committed offsets")
+                    try:
+                        self.restart(name)
+                    except LaunchError as exc:
+                        self.progress(f"could not restart {name}: {exc}")
 
     def stop(self) -> None:
         """Reverse order, by PID: SIGTERM, then SIGKILL after a grace period."""
+        self._stopping.set()
+        if self._healer is not None and self._healer is not threading.current_thread():
+            self._healer.join()
+            self._healer = None
         for child in reversed(self.children):
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -184,8 +222,13 @@ class Stack:
         self.children.clear()
 
     def failed(self) -> Child | None:
-        """The first child that has exited, if any (a running stack has none)."""
-        return next((c for c in self.children if c.process.poll() is not None), None)
+        """The first child that has exited, if any (a running stack has none). A worker its stall
+        watchdog stopped is being restarted, not failed."""
+        with self._lock:
+            return next(
+                (c for c in self.children if c.process.poll() not in (None, STALL_EXIT_CODE)),
+                None,
+            )
 
     # -- helpers --------------------------------------------------------------------
 
@@ -223,18 +266,26 @@ class Stack:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal one child by PID and reap it (fault drills: `kill -9` a worker, stop the store)."""
-        child = self._child(name)
-        with contextlib.suppress(ProcessLookupError):
-            child.process.send_signal(sig)
-        child.process.wait(timeout=STOP_GRACE_S)
-        child.log_file.close()
+        with self._lock:
+            self._killed.add(name)
+            child = self._child(name)
+            with contextlib.suppress(ProcessLookupError):
+                child.process.send_signal(sig)
+            child.process.wait(timeout=STOP_GRACE_S)
+            child.log_file.close()
 
     def restart(self, name: str) -> Child:
         """Start a killed child again with the same command, and wait until it is ready."""
+        with self._lock:
+            return self._restart(name)
+
+    def _restart(self, name: str) -> Child:
         old = self._child(name)
         if old.process.poll() is None:
             raise LaunchError(f"{name} is still running (pid {old.process.pid}): kill it first")
         self.children.remove(old)
+        self._killed.discard(name)
+        old.log_file.close()
         s = self.settings
         if name.startswith("worker-"):
             ready = self.run_dir / f"{name}.ready"

@@ -57,8 +57,10 @@ class Feeder:
     """Sends sessions through the real OTLP path on a thread, a batch every `every_s`, while a
     test injects faults on the main thread."""
 
-    def __init__(self, settings: Settings, batches: list[list[Session]], every_s: float = 0.5) -> None:
-        self.emitter = SessionEmitter(settings.receiver_url)
+    def __init__(
+        self, settings: Settings, batches: list[list[Session]], every_s: float = 0.5, retry_for_s: float = 0.0
+    ) -> None:
+        self.emitter = SessionEmitter(settings.receiver_url, retry_for_s=retry_for_s)
         self.batches = batches
         self.every_s = every_s
         self.flushed: list[bool] = []
@@ -101,6 +103,25 @@ def topic_records(settings: Settings, service: str, expected: int) -> int:
 
     seen = asyncio.run(consume_until(settings.bootstrap, [topic], lambda s: count(s) >= expected, timeout_s=10))
     return count(seen)
+
+
+def events_kept_by_broker(settings: Settings, service: str, expected: int) -> int:
+    """Distinct events of `service` in what the broker holds on the receiver's topic: the ones it
+    kept of those it acknowledged. Read while the stack runs."""
+    from schemas.otel_mapping import map_request, parse_trace_request
+
+    def distinct(seen: dict[str, list[Any]]) -> set[str]:
+        return {
+            event.event_id
+            for record in seen[settings.topics.otlp_spans]
+            for event in map_request(parse_trace_request(record.value)).events
+            if event.service == service
+        }
+
+    seen = asyncio.run(
+        consume_until(settings.bootstrap, [settings.topics.otlp_spans], lambda s: len(distinct(s)) >= expected, 10)
+    )
+    return len(distinct(seen))
 
 
 def ledger(settings: Settings, fault: str, service: str, sent: int, on_topic: int, **extra: Any) -> dict[str, Any]:
