@@ -169,7 +169,7 @@ class Stack:
             receiver = self._spawn("receiver", self._oodwatch("receiver"))
             self._wait(receiver, lambda: http_ok(f"{s.receiver_url}/healthz"), f"receiver on {s.receiver_url}")
             for index, ready in enumerate(ready_files):
-                worker = self._child(f"worker-{index}")
+                worker = self.child(f"worker-{index}")
                 self._wait(worker, ready.exists, f"worker {index} joined its consumer group")
         except BaseException:
             self.stop()
@@ -268,7 +268,7 @@ class Stack:
         """Signal one child by PID and reap it (fault drills: `kill -9` a worker, stop the store)."""
         with self._lock:
             self._killed.add(name)
-            child = self._child(name)
+            child = self.child(name)
             with contextlib.suppress(ProcessLookupError):
                 child.process.send_signal(sig)
             child.process.wait(timeout=STOP_GRACE_S)
@@ -280,7 +280,7 @@ class Stack:
             return self._restart(name)
 
     def _restart(self, name: str) -> Child:
-        old = self._child(name)
+        old = self.child(name)
         if old.process.poll() is None:
             raise LaunchError(f"{name} is still running (pid {old.process.pid}): kill it first")
         self.children.remove(old)
@@ -302,7 +302,7 @@ class Stack:
             self._wait(child, checks.get(name, lambda: True), f"{name} ready again")
         return child
 
-    def _child(self, name: str) -> Child:
+    def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
     def _wait(self, child: Child, ready: Callable[[], bool], what: str) -> None:

