@@ -12,6 +12,7 @@ import faust
 from detectors.tool_manifest import ManifestCheck, SignedManifest, declared_tools, load_verified
 from pipeline.agents.common import TopicHandles
 from pipeline.agents.investigate import Investigator, investigate_stream
+from pipeline.agents.judge import Tier3, judge_stream
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
@@ -20,7 +21,6 @@ from pipeline.agents.watchdog import StallWatchdog
 from pipeline.faust_transport import App
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
-from pipeline.tier3 import Tier3, judge_stream
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.dead_letter import DeadLetter
+from schemas.wire import RECEIVED_HEADER
 
 log = logging.getLogger("oodwatch.agents")
-
-#: Header the receiver stamps with its wall-clock receipt time (ns, ASCII digits).
-RECEIVED_HEADER = "oodwatch-received-ns"
 
 
 @dataclass(frozen=True)

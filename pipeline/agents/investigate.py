@@ -13,10 +13,10 @@ from typing import Any
 from detectors.text import screening_text
 from detectors.tool_policy import INTENT_DETECTOR, INTENT_DISTANCE_THRESHOLD, OFF_INTENT, request_call_texts
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
+from pipeline.agents.judge import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
 from pipeline.agents.screen import detector_view
 from pipeline.budget import TokenBucket
 from pipeline.policy import RoutingPolicy, TierBudget
-from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
 from schemas.evidence import (
     CategoryScore,
     Decision,

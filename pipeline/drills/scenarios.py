@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.drills.tool_poisoning import poison
-from pipeline.traffic import BENIGN_ANSWERS, BENIGN_QUESTIONS, MODELS, SERVICES, Session, SpanSpec
+from pipeline.synth.traffic import BENIGN_ANSWERS, BENIGN_QUESTIONS, MODELS, SERVICES, Session, SpanSpec
 
 #: Seeds to tune detectors on, and disjoint seeds drills report on.
 SEED_SETS: dict[str, range] = {"tuning": range(0, 10_000), "heldout": range(1_000_000, 1_010_000)}

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.client import TriageClient
-from pipeline.emit import SessionEmitter
+from pipeline.cli.client import TriageClient
 from pipeline.settings import Settings
 from pipeline.stack.supervisor import Stack
 from pipeline.store.clickhouse import Store
-from pipeline.traffic import Session, TrafficGenerator
+from pipeline.synth.emit import SessionEmitter
+from pipeline.synth.traffic import Session, TrafficGenerator
 from tests.helpers import MODEL_DIR, REPO, test_settings
 from tests.integration.kafka_io import consume_until
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from aiohttp import web
 
-from pipeline.client import TriageClient
+from pipeline.cli.client import TriageClient
 from tests.e2e.conftest import wait_for
 from tests.faults.ledger import (
     Feeder,

@@ -33,7 +33,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from pipeline.agents.common import TopicHandles
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
-from pipeline.receiver import create_receiver_app
+from pipeline.ingest.receiver import create_receiver_app
 from pipeline.settings import Settings, Topics
 from pipeline.stack.topics import ensure_topics
 from schemas.dead_letter import DeadLetter

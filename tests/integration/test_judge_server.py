@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from detectors.judge import CircuitBreaker, JudgeConfig, LLMJudge
+from pipeline.agents.judge import Tier3
 from pipeline.stack.local_judge import MODEL_ALIAS, model_path, probe, server_command
 from pipeline.stack.supervisor import http_ok
-from pipeline.tier3 import Tier3
 from schemas.events import LLMEvent, Message
 from schemas.evidence import QueueState, Severity
 from schemas.judge import JudgeStatus, JudgeVerdict

@@ -133,7 +133,7 @@ def test_screening_ttl_is_a_setting_applied_to_the_table(store):
 
 
 def test_the_store_bench_loads_what_it_says_and_reports_its_keys():
-    from pipeline.store_bench import bench_store
+    from pipeline.bench.store import bench_store
 
     result = bench_store(screenings=20_000, bundles=2_000, repeats=3)
     assert (result["screenings"], result["bundles"]) == (20_000, 2_000)

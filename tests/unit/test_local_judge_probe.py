@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.demo import judge_failed, judge_line
 from pipeline.stack.broker import LaunchError
 from pipeline.stack.local_judge import probe
+from pipeline.synth.demo import judge_failed, judge_line
 from tests.helpers import test_settings
 
 
@@ -23,7 +23,7 @@ def server(answer: bytes | None) -> Iterator[str]:
     """Answers every POST with `answer` as JSON, or drops the connection (a dying server) when None."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if answer is None:
                 self.connection.close()

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from pipeline.emit import sessions_to_request
-from pipeline.traffic import TrafficGenerator
+from pipeline.synth.emit import sessions_to_request
+from pipeline.synth.traffic import TrafficGenerator
 from schemas.events import DRILL_ATTRIBUTE, event_id_for
 from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
 from tests.helpers import request, span

@@ -7,9 +7,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from pipeline.agents.common import RECEIVED_HEADER
-from pipeline.receiver import TRACES, BadRequest, create_receiver_app, parse_body
+from pipeline.ingest.receiver import TRACES, BadRequest, create_receiver_app, parse_body
 from pipeline.settings import Settings
+from schemas.wire import RECEIVED_HEADER
 from tests.helpers import request, span
 
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.client import TriageClient
-from pipeline.loadtest.openloop import GenResult, Payloads, Profile, burst, constant, run_open_loop
+from pipeline.bench.loadtest.openloop import GenResult, Payloads, Profile, burst, constant, run_open_loop
+from pipeline.cli.client import TriageClient
 from pipeline.settings import Settings, Topics
 from pipeline.stack.supervisor import Stack, child_env, http_ok
 from pipeline.stack.topics import ensure_topics
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 def _events(n: int) -> list[bytes]:
     """N distinct LLMEvent records (real mapped demo events, fresh ids), as JSON bytes."""
-    from pipeline.bench import _events as mapped
+    from pipeline.bench.stages import _events as mapped
 
     base = mapped(512)
     return [base[i % len(base)].model_copy(update={"event_id": uuid.uuid4().hex}).model_dump_json().encode()
@@ -125,7 +125,7 @@ def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
     for kind in ("kafka", "faust"):
         progress(f"drain: {kind} pass-through, {n} records")
         source, sink = f"bench-{kind}-in-{run}", f"bench-{kind}-out-{run}"
-        command = [python, "-m", "pipeline.loadtest.passthrough", kind, source, sink]
+        command = [python, "-m", "pipeline.bench.loadtest.passthrough", kind, source, sink]
         results[kind] = drain(settings, kind, command, env, source, sink, records)
     for workers in (1, 2):
         progress(f"drain: pipeline tier 1 with {workers} worker process(es), {n} records")
@@ -144,7 +144,7 @@ def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
 
 
 def _noop_sink(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.loadtest.noop", str(port)],
+    return subprocess.Popen([sys.executable, "-m", "pipeline.bench.loadtest.noop", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 

@@ -44,9 +44,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from pipeline.agents.common import RECEIVED_HEADER
 from pipeline.settings import Settings
 from schemas.otel_logs import is_genai_record
+from schemas.wire import RECEIVED_HEADER
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.queue_cli import _client, _table
+    from pipeline.cli.queue import _client, _table
 
     rows = _client(settings).tools(service=args.service, changed_only=args.changed, limit=args.limit)
     if args.json:

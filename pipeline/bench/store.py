@@ -40,7 +40,7 @@ def _template_bundle() -> str:
     from pipeline.agents.investigate import assemble_bundle
     from pipeline.agents.screen import Screener
     from pipeline.policy import RoutingPolicy
-    from pipeline.traffic import ATTACK_PROMPTS, BENIGN_ANSWERS
+    from pipeline.synth.traffic import ATTACK_PROMPTS, BENIGN_ANSWERS
     from schemas.events import LLMEvent, Message, ToolDefinition
     from schemas.evidence import CategoryScore, Escalation, Exemplar, Tier2Result
 

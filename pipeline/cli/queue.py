@@ -16,7 +16,7 @@ STATUSES = ("open", "unclaimed", "claimed", "needs_human_review", "resolved", "c
 
 
 def _client(settings: Settings) -> Any:
-    from pipeline.client import TriageClient
+    from pipeline.cli.client import TriageClient
 
     return TriageClient.from_settings(settings)
 

@@ -1,6 +1,6 @@
 """Baseline processors on the same broker: a raw aiokafka consume->produce loop and a bare Faust
 agent, each forwarding every record from one topic to another. Run as child processes:
-`python -m pipeline.loadtest.passthrough kafka|faust IN OUT`."""
+`python -m pipeline.bench.loadtest.passthrough kafka|faust IN OUT`."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.loadtest.histogram import Histogram
+from pipeline.bench.loadtest.histogram import Histogram
 
 Profile = Callable[[float], float]  # seconds since start -> offered events/s (all processes)
 
@@ -49,8 +49,8 @@ class Payloads:
 
     @classmethod
     def build(cls, events_per_request: int = 10, templates: int = 16, seed: int = 5) -> Payloads:
-        from pipeline.emit import sessions_to_request
-        from pipeline.traffic import TrafficGenerator
+        from pipeline.synth.emit import sessions_to_request
+        from pipeline.synth.traffic import TrafficGenerator
 
         generator = TrafficGenerator(seed=seed)
         bodies, ids, counts = [], [], []

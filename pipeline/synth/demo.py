@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.client import TriageClient
-from pipeline.emit import SessionEmitter
+from pipeline.cli.client import TriageClient
 from pipeline.settings import Settings
 from pipeline.stack.run import stop_signals, wait_until_stopped
 from pipeline.stack.supervisor import Stack
-from pipeline.traffic import TrafficGenerator
+from pipeline.synth.emit import SessionEmitter
+from pipeline.synth.traffic import TrafficGenerator
 
 POLL_S = 0.5
 

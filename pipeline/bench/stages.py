@@ -11,14 +11,14 @@ from typing import Any
 
 from detectors.speed import measure
 from pipeline.settings import Settings
-from pipeline.traffic import TrafficGenerator
+from pipeline.synth.traffic import TrafficGenerator
 
 
 def _events(n: int) -> list[Any]:
     """Real LLMEvents via the real mapping path, from the demo's traffic generator."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-    from pipeline.emit import sessions_to_request
+    from pipeline.synth.emit import sessions_to_request
     from schemas.otel_mapping import map_request
 
     sessions = list(TrafficGenerator(seed=11, attack_ratio=0.1).sessions(n))
@@ -90,7 +90,7 @@ def bench_stage(settings: Settings, stage: str, *, batch_size: int, seconds: flo
     if stage == "tier2":
         return bench_tier2(settings, batch_size=min(batch_size, 64), seconds=seconds)
     if stage == "store":
-        from pipeline.store_bench import bench_store
+        from pipeline.bench.store import bench_store
 
         return bench_store()
     raise ValueError(f"unknown stage {stage!r}")

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import queue_cli, tools_cli
-from pipeline.drills import cli as drills_cli
+from pipeline.cli import drills as drills_cli
+from pipeline.cli import queue as queue_cli
+from pipeline.cli import tools as tools_cli
 from pipeline.settings import Settings
 
 
@@ -43,7 +44,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.synth.demo import run_demo
 
     if args.local_judge:
         settings = settings.model_copy(update={"local_judge": True})
@@ -58,8 +59,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_receiver(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.ingest.receiver import serve_receiver
     from pipeline.logs import configure
-    from pipeline.receiver import serve_receiver
 
     configure()
     return _serve(serve_receiver(settings))
@@ -93,7 +94,7 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
     from detectors.build.tier2 import build_tier2
     from detectors.ood import TIER2_META
     from detectors.tier1_classifier import MODEL_FILE
-    from pipeline.traffic import benign_reference_texts
+    from pipeline.synth.traffic import benign_reference_texts
 
     out = settings.models_path
     built = 0
@@ -132,7 +133,7 @@ def cmd_models_card(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"tier1": card}))
     else:
-        from pipeline.model_card import render
+        from pipeline.bench.model_card import render
 
         print(render(card))
     return 0
@@ -163,7 +164,7 @@ def cmd_eval_ood(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval_tools(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.tools_eval import evaluate, false_positives
+    from pipeline.bench.tools_eval import evaluate, false_positives
 
     models = None if args.rules_only else settings.models_path
     if args.show_fp:
@@ -222,7 +223,7 @@ def cmd_reference_consolidate(settings: Settings, args: argparse.Namespace) -> i
         texts = read_texts(args.from_file)
         origin = str(args.from_file)
     else:
-        from pipeline.client import TriageClient
+        from pipeline.cli.client import TriageClient
 
         client = TriageClient.from_settings(settings)
         since_ns = time.time_ns() - int(args.since_hours * 3600e9)
@@ -258,10 +259,10 @@ def cmd_reference_consolidate(settings: Settings, args: argparse.Namespace) -> i
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.bench import bench_stage
+    from pipeline.bench.stages import bench_stage
 
     if args.stage == "pipeline":
-        from pipeline.loadtest.harness import bench_pipeline
+        from pipeline.bench.loadtest.harness import bench_pipeline
 
         result = bench_pipeline(
             settings, workers=args.workers, rates=args.rates, duration_s=args.seconds, generators=args.generators,
@@ -394,7 +395,3 @@ def main(argv: list[str] | None = None) -> int:
         _say("oodwatch: interrupted")
         return 130
     return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

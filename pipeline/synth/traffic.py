@@ -1,7 +1,7 @@
 """Realistic synthetic LLM traffic: benign chat, RAG answers, agent tool use, and attacks.
 
 Sessions are plain data (spans to emit, with attributes in one of the conventions real
-instrumentations use); `pipeline.emit` sends them through the OpenTelemetry SDK.
+instrumentations use); `pipeline.synth.emit` sends them through the OpenTelemetry SDK.
 Seeded, so a run can be repeated.
 """
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from pipeline.traffic import Session, SpanSpec
+from pipeline.synth.traffic import Session, SpanSpec
 
 _KINDS = {k.name: k for k in trace.SpanKind}
 

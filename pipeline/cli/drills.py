@@ -101,7 +101,7 @@ def cmd_schedule(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.client import TriageClient
+    from pipeline.cli.client import TriageClient
 
     rows = TriageClient.from_settings(settings).drill_runs(limit=args.limit)
     if args.json:

@@ -1,5 +1,5 @@
 """A no-op OTLP sink: reads each request and answers 200. The harness's own ceiling is measured
-against it. `python -m pipeline.loadtest.noop PORT`."""
+against it. `python -m pipeline.bench.loadtest.noop PORT`."""
 
 from __future__ import annotations
 
