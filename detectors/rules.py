@@ -16,21 +16,27 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote
 
+import numpy as np
+
+from detectors.base import MatrixDetector
 from detectors.text import attacker_text
 from schemas.events import LLMEvent
-from schemas.evidence import CategoryScore
 
 RULE_THRESHOLD = 0.5
 RULES_VERSION = "rules-2"
 
 
-class Rule:
+class Rule(MatrixDetector):
     """A named text check over one part of an event. `check` returns a score in 0..1."""
 
     name: str
     category: str
     version = RULES_VERSION
     threshold = RULE_THRESHOLD
+
+    def __init__(self) -> None:
+        self.categories = (self.category,)
+        self.thresholds = (self.threshold,)
 
     def texts(self, event: LLMEvent) -> Iterable[str]:
         return (attacker_text(event),)
@@ -42,20 +48,8 @@ class Rule:
         """The highest `check` over the event's texts; rules that compare parts override this."""
         return max((self.check(text) for text in self.texts(event) if text), default=0.0)
 
-    def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        results: list[tuple[CategoryScore, ...]] = []
-        for event in events:
-            value = self.event_score(event)
-            # Most events score 0: one shared (frozen) score object per rule instead of one each.
-            results.append((self._zero,) if value == 0.0 else (self._score(value),))
-        return results
-
-    @functools.cached_property
-    def _zero(self) -> CategoryScore:
-        return self._score(0.0)
-
-    def _score(self, value: float) -> CategoryScore:
-        return CategoryScore(category=self.category, score=value, threshold=self.threshold, detector=self.name)
+    def score_matrix(self, events: Sequence[LLMEvent]) -> np.ndarray:
+        return np.fromiter((self.event_score(e) for e in events), dtype=np.float64, count=len(events)).reshape(-1, 1)
 
 
 # -- encoded payloads -------------------------------------------------------------------

@@ -18,8 +18,30 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.sensors.monitor import Monitor
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+class QuietMonitor(Monitor):  # type: ignore[misc]
+    """Faust's Monitor keeps per-message, per-event and per-send statistics nobody here reads
+    (oodwatch counts what it needs per batch): its per-record hooks do nothing."""
+
+    def on_message_in(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_stream_event_in(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_stream_event_out(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_message_out(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_table_get(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_table_set(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_send_initiated(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def on_send_completed(self, *args: Any, **kwargs: Any) -> None: ...
 
 
 class MonotonicGenerations(faust_aiokafka.ConsumerRebalanceListener):  # type: ignore[misc]
@@ -59,6 +81,7 @@ class App(faust.App):
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self._transport_type = transport_class(fetch_max_wait_ms)
+        kwargs.setdefault("Monitor", QuietMonitor)
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

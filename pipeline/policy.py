@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.evidence import CategoryScore, Decision, Severity
@@ -136,6 +137,71 @@ class RoutingPolicy(BaseModel):
                 Decision.UNCERTAIN, Severity.LOW, tuple(_reason(s, t, "~") for s, t in uncertain), session
             )
         return RoutingDecision(Decision.PASS, None, (), session)
+
+
+@dataclass(frozen=True)
+class RowDecision:
+    """One event's routing over a score row: the decision, and the columns that made it."""
+
+    decision: Decision
+    severity: Severity | None
+    reasons: tuple[str, ...]
+    session: SessionRisk
+
+
+class CompiledRouting:
+    """The policy compiled against fixed score columns, once per worker: thresholds, bands,
+    high marks and session weights as vectors, so a batch is routed with array comparisons and
+    only the events that flag or come near a threshold cost any Python.
+
+    Decisions equal `RoutingPolicy.decide` on the same scores (a unit test holds them equal)."""
+
+    def __init__(self, policy: RoutingPolicy, columns: Sequence[tuple[str, float, str]]) -> None:
+        self.policy = policy
+        self.columns = list(columns)
+        rules = [policy.rule(category) for category, _, _ in columns]
+        self.routes = np.array(["/" not in category for category, _, _ in columns])
+        self.threshold = np.array(
+            [t if r.threshold == "model" else float(r.threshold) for (_, t, _), r in zip(columns, rules, strict=True)],
+            dtype=np.float64,
+        )
+        self.lower = self.threshold * np.array([1.0 - r.uncertain_band for r in rules])
+        self.high = np.array([r.high for r in rules], dtype=np.float64)
+        self.weight = np.array([r.session_weight for r in rules], dtype=np.float64)
+
+    def masks(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flagged, uncertain, high) boolean matrices for a score matrix [events, columns]."""
+        flagged = (scores >= self.threshold) & self.routes
+        uncertain = (scores >= self.lower) & ~flagged & self.routes
+        return flagged, uncertain, flagged & (scores >= self.high)
+
+    def decide_row(
+        self, row: np.ndarray, flagged: np.ndarray, uncertain: np.ndarray, high: np.ndarray,
+        previous: SessionRisk, now_ns: int,
+    ) -> RowDecision:  # fmt: skip
+        session_rule = self.policy.session
+        risk = _decayed(previous, now_ns, session_rule.half_life_s)
+        any_flagged = bool(flagged.any())
+        unsure = np.flatnonzero(uncertain)
+        if len(unsure) and not any_flagged:
+            ratio = row[unsure] / self.threshold[unsure] * self.weight[unsure]
+            risk += session_rule.uncertain_weight * float(ratio.max())
+        session = SessionRisk(risk=risk, at_ns=now_ns)
+        if any_flagged:
+            reasons = tuple(self._reason(row, int(j), ">=") for j in np.flatnonzero(flagged))
+            severity = Severity.HIGH if high.any() else Severity.MEDIUM
+            return RowDecision(Decision.ESCALATE, severity, reasons, session)
+        if not len(unsure):
+            return RowDecision(Decision.PASS, None, (), session)
+        signals = tuple(self._reason(row, int(j), "~") for j in unsure)
+        if risk >= session_rule.escalate_at:
+            why = f"session risk {risk:.2f} >= {session_rule.escalate_at:.2f} from repeated uncertain signals"
+            return RowDecision(Decision.ESCALATE, Severity.MEDIUM, (why, *signals), session)
+        return RowDecision(Decision.UNCERTAIN, Severity.LOW, signals, session)
+
+    def _reason(self, row: np.ndarray, j: int, relation: str) -> str:
+        category, _, detector = self.columns[j]
+        return f"{detector}:{category} {float(row[j]):.3f} {relation} {float(self.threshold[j]):.3f}"
 
 
 def _decayed(previous: SessionRisk, now_ns: int, half_life_s: float) -> float:

@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     alert_min_severity: Literal["low", "medium", "high", "critical"] = "high"
     #: At most one alert per group of similar bundles in this window; the rest are counted in the next.
     alert_group_window_s: float = Field(default=600.0, gt=0)
+    #: normalize: OTLP records per micro-batch, and how long it waits to fill one; its events leave
+    #: as one envelope per llm-events partition per batch.
+    normalize_batch_size: int = Field(default=256, ge=1)
+    normalize_window_s: float = Field(default=0.01, gt=0)
+    #: Envelopes per micro-batch for the other stages (screen, tools; investigate and judge take
+    #: `investigate_batch_size`), and the wait to fill one.
     screen_batch_size: int = 256
     screen_batch_window_s: float = 0.05
     investigate_batch_size: int = 32
@@ -123,6 +129,13 @@ class Settings(BaseSettings):
     #: for this long exits (status 75) to be restarted from them; 0 turns the watchdog off.
     #: The judge agent's topic is not watched: its pace is the judge's budget.
     worker_stall_timeout_s: float = Field(default=60.0, ge=0.0)
+    #: The Faust consumer group's session timeout and heartbeat (tansu's first join takes about
+    #: half the session timeout), and how long its producer waits to fill a batch.
+    faust_session_timeout_s: float = Field(default=6.0, gt=0)
+    faust_heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    faust_producer_linger_s: float = Field(default=0.005, ge=0)
+    #: How long the receiver's producer waits to fill a batch before sending.
+    receiver_linger_ms: int = Field(default=2, ge=0)
     #: Upper bound of a consumer's long-poll. tansu does not answer multi-partition fetches
     #: early, so this bounds each hop's latency there; Kafka answers as soon as data arrives.
     consumer_fetch_max_wait_ms: int = 100

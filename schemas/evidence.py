@@ -104,6 +104,62 @@ class Screening(BaseModel):
         return max((s.score for s in self.scores), default=0.0)
 
 
+class ScreeningRow(BaseModel):
+    """One event's screening inside a ScreeningBatch: its scores are a vector over the batch's
+    categories."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    session_id: str
+    trace_id: str
+    service: str
+    model: str | None
+    operation: str
+    scores: tuple[float, ...]
+    decision: Decision
+    severity: Severity | None = None
+    reasons: tuple[str, ...] = ()
+    drill_id: str | None = None
+    excerpt: str = ""
+    reference_text: str | None = None
+    received_ns: int
+    normalized_ns: int
+    screened_ns: int
+
+
+class ScreeningBatch(BaseModel):
+    """The screenings of one batch, columnar: categories, thresholds, detectors and versions once
+    per record instead of once per event and category. The `screenings` topic carries these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    categories: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    detectors: tuple[str, ...]
+    policy_version: str
+    detector_versions: dict[str, str] = Field(default_factory=dict)
+    rows: tuple[ScreeningRow, ...]
+
+    def screenings(self) -> list[Screening]:
+        columns = list(zip(self.categories, self.thresholds, self.detectors, strict=True))
+        return [
+            Screening(
+                event_id=row.event_id, session_id=row.session_id, trace_id=row.trace_id, service=row.service,
+                model=row.model, operation=row.operation,
+                scores=tuple(
+                    CategoryScore(category=c, score=v, threshold=t, detector=d)
+                    for (c, t, d), v in zip(columns, row.scores, strict=True)
+                ),
+                decision=row.decision, severity=row.severity, reasons=row.reasons,
+                policy_version=self.policy_version, detector_versions=self.detector_versions, drill_id=row.drill_id,
+                excerpt=row.excerpt, reference_text=row.reference_text, received_ns=row.received_ns,
+                normalized_ns=row.normalized_ns, screened_ns=row.screened_ns,
+            )
+            for row in self.rows
+        ]  # fmt: skip
+
+
 class Escalation(BaseModel):
     """An event that tier 1 routed onward, with the screening that routed it."""
 

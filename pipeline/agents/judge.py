@@ -14,10 +14,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch
 from pipeline.agents.screen import detector_view
+from pipeline.agents.stage import Outbox
 from pipeline.budget import TokenBucket
 from pipeline.policy import RoutingPolicy, TierBudget
+from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
 from schemas.evidence import Decision, EvidenceBundle, Hop, QueueState, Severity
 from schemas.judge import JudgeStatus, Tier3Result
@@ -25,6 +26,7 @@ from schemas.judge import JudgeStatus, Tier3Result
 log = logging.getLogger(__name__)
 
 STAGE = "judge"
+BUNDLES = EnvelopeCodec(EvidenceBundle)
 
 _VERDICT_SEVERITY = {s.value: s for s in Severity}
 
@@ -124,17 +126,20 @@ class Tier3:
         return out
 
 
-async def judge_stream(stream: Any, topics: TopicHandles, tier3: Tier3, *, batch_size: int, window_s: float) -> None:
-    """The judge agent: bundles from `judge-requests` -> judged bundles on `evidence`. Its own
-    agent, so a slow judge holds back only its own queue, never tier 2 or the bundles it skips."""
-    async for batch in stream.take_events(batch_size, within=window_s):
-        bundles, sources = await decode_batch(batch, EvidenceBundle, topics, STAGE)
-        if not bundles:
-            continue
-        try:
-            judged = await tier3.review(bundles)
-        except Exception as exc:
-            await dead_letter_batch(topics, STAGE, sources, exc)
-            continue
-        for bundle in judged:
-            await topics.evidence.send(key=bundle.session_id.encode(), value=bundle.model_dump_json().encode())
+class JudgeStage:
+    """Stage: bundles from `judge-requests` -> judged bundles on `evidence`. Its own agent, so a
+    slow judge holds back only its own queue, never tier 2 or the bundles it skips."""
+
+    name = STAGE
+    codec = BUNDLES
+
+    def __init__(self, tier3: Tier3, topics: Any) -> None:
+        self.tier3 = tier3
+        self.topics = topics
+
+    async def compute(self, items: list[EvidenceBundle]) -> list[EvidenceBundle]:
+        return await self.tier3.review(items)
+
+    async def publish(self, items: list[EvidenceBundle], results: Sequence[Any], outbox: Outbox) -> None:
+        for bundle in results:
+            outbox.add(self.topics.evidence, BUNDLES, bundle.session_id, bundle)

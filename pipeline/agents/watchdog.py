@@ -88,7 +88,8 @@ class StallWatchdog:
                 "restarts from its committed offsets",
                 self.tracker.stall_after_s, detail, STALL_EXIT_CODE,
             )  # fmt: skip
-            logging.shutdown()
+            for handler in logging.getLogger().handlers:
+                handler.flush()
             os._exit(STALL_EXIT_CODE)
 
     async def _offsets(self, owned: list[Any]) -> tuple[dict[Any, int], dict[Any, int | None]]:

@@ -46,20 +46,21 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
 
 
 def hot_path_costs(settings: Settings, events: list[Any], repeats: int = 7) -> dict[str, float]:
-    """CPU per event of each step the screen agent runs, one batch at a time (median of
-    `repeats`): what a Faust hop has to carry on top of its own per-record cost."""
+    """CPU per event of each step the screen stage runs on one batch (median of `repeats`):
+    decoding the envelope, each detector's matrix, routing, encoding the screenings record."""
+    from pipeline.agents.screen import EVENTS, SCREENINGS
     from pipeline.app import build_screener
-    from schemas.events import LLMEvent
+    from schemas.envelope import ENVELOPE_HEADERS
 
     screener = build_screener(settings)
-    raw = [event.model_dump_json().encode() for event in events]
-    scores = screener.score(events)
-    screenings = screener.route(events, scores, {})
-    steps: dict[str, Callable[[], Any]] = {"decode": lambda: [LLMEvent.model_validate_json(r) for r in raw]}
+    envelope = EVENTS.encode(events)
+    scores = screener.score_matrix(events)
+    batch, _ = screener.route(events, scores, {})
+    steps: dict[str, Callable[[], Any]] = {"decode": lambda: EVENTS.decode(envelope, ENVELOPE_HEADERS)}
     for detector in screener.detectors:
-        steps[detector.name] = functools.partial(detector.score, events)
+        steps[detector.name] = functools.partial(detector.score_matrix, events)
     steps["route"] = lambda: screener.route(events, scores, {})
-    steps["serialize"] = lambda: [s.model_dump_json() for s in screenings]
+    steps["serialize"] = lambda: SCREENINGS.encode([batch])
 
     def per_event_us(step: Callable[[], Any]) -> float:
         times = []

@@ -128,7 +128,9 @@ class Store:
     # -- writes ---------------------------------------------------------------------
 
     def insert_screenings(self, screenings: Sequence[Screening], stored_ns: int) -> int:
-        fresh = self._unseen("screenings", "event_id", {s.event_id: s for s in screenings})
+        """No look-up first: a replayed screening lands on its event id again and the table
+        (ReplacingMergeTree ORDER BY event_id) folds it; readers count with FINAL."""
+        fresh = list({s.event_id: s for s in screenings}.values())
         rows = [_screening_row(s, stored_ns) for s in fresh]
         self.insert_rows("screenings", rows, SCREENING_COLUMNS)
         samples = [

@@ -1,5 +1,5 @@
 """Baseline processors on the same broker: a raw aiokafka consume->produce loop and a bare Faust
-agent, each forwarding every record from one topic to another. Run as child processes:
+agent, each forwarding every record (headers included) from one topic to another. Run as child processes:
 `python -m pipeline.bench.loadtest.passthrough kafka|faust IN OUT`."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ async def kafka_passthrough(bootstrap: str, source: str, sink: str) -> None:
         while True:
             polled = await consumer.getmany(timeout_ms=200, max_records=2000)
             futures = [
-                await producer.send(sink, key=record.key, value=record.value)
+                await producer.send(sink, key=record.key, value=record.value, headers=list(record.headers))
                 for records in polled.values()
                 for record in records
             ]
@@ -55,7 +55,7 @@ def faust_passthrough(settings: Settings, source: str, sink: str) -> None:
     async def forward(stream: Any) -> None:
         async for batch in stream.take_events(settings.screen_batch_size, within=settings.screen_batch_window_s):
             for event in batch:
-                await outbound.send(key=event.key, value=event.value)
+                await outbound.send(key=event.key, value=event.value, headers=list(event.message.headers or ()))
 
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
