@@ -118,7 +118,8 @@ class Outbox:
             try:
                 codec.encode([item])
             except ValueError:
-                log.exception("an item cannot be serialised; dropped: %s", getattr(item, "event_id", type(item).__name__))
+                name = getattr(item, "event_id", type(item).__name__)
+                log.exception("an item cannot be serialised; dropped: %s", name)
                 if counters is not None:
                     counters.unserialisable += 1
             else:
