@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     investigate_batch_size: int = 32
     sink_batch_size: int = 2000
     sink_batch_window_s: float = 0.2
+    #: While the store refuses writes the sink pauses its partitions, first for the min, doubling
+    #: to the max, and polls the batch again.
+    sink_backoff_min_s: float = Field(default=0.5, gt=0)
+    sink_backoff_max_s: float = Field(default=15.0, gt=0)
     max_request_bytes: int = 16 * 1024 * 1024
     #: The receiver's admission bounds: requests being handled, and body bytes not yet acknowledged
     #: by the broker. Past either it answers 429 (503 while the broker is unavailable) with

@@ -24,8 +24,6 @@ log = logging.getLogger(__name__)
 
 SINK_GROUP = "oodwatch-sink"
 SCREENING_BATCHES = EnvelopeCodec(ScreeningBatch)
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 15.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -76,15 +74,15 @@ class Sink:
             group_id=SINK_GROUP,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=2000,
+            session_timeout_ms=int(self.settings.faust_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self.settings.faust_heartbeat_interval_s * 1000),
             max_poll_records=self.settings.sink_batch_size,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         try:
             await self._consumer.start()
             self.ready.set()
-            delay = BACKOFF_MIN_S
+            delay = self.settings.sink_backoff_min_s
             while True:
                 polled = await self._consumer.getmany(
                     timeout_ms=int(self.settings.sink_batch_window_s * 1000), max_records=self.settings.sink_batch_size
@@ -94,9 +92,9 @@ class Sink:
                 fresh = await self._store(polled)
                 if fresh is None:  # the store is down: the batch goes back to the broker, polling goes on
                     self._hold_back(polled, delay)
-                    delay = min(delay * 2, BACKOFF_MAX_S)
+                    delay = min(delay * 2, self.settings.sink_backoff_max_s)
                     continue
-                delay = BACKOFF_MIN_S
+                delay = self.settings.sink_backoff_min_s
                 await self._consumer.commit()
                 if fresh and self.on_bundles is not None:
                     self.on_bundles(fresh)
