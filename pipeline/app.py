@@ -224,6 +224,18 @@ def create_app(
             settings.worker_stall_timeout_s,
         )  # fmt: skip
 
+        watchdog.rebalancing(time.monotonic())  # until the first assignment
+
+        app.stall_watchdog = watchdog  # run_worker starts its join guard with the worker
+
+        @app.on_partitions_revoked.connect  # type: ignore[misc,arg-type]
+        async def _rebalancing(sender: Any, *_: Any, **__: Any) -> None:
+            watchdog.rebalancing(time.monotonic())
+
+        @app.on_rebalance_complete.connect  # type: ignore[misc,arg-type]
+        async def _joined(sender: Any, *_: Any, **__: Any) -> None:
+            watchdog.joined()
+
         @app.timer(STALL_CHECK_INTERVAL_S)  # type: ignore[untyped-decorator]
         async def watch_for_stalls() -> None:
             await watchdog.check(app.consumer.assignment(), time.monotonic())

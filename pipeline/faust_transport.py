@@ -15,12 +15,15 @@ docs/reliability.md). Each assignment here gets a generation above the last one.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
 from faust.sensors.monitor import Monitor
 from faust.transport.consumer import ensure_TPset
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
 
 
 class QuietMonitor(Monitor):  # type: ignore[misc]
@@ -67,6 +70,27 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
     class BoundedConsumer(faust_aiokafka.Consumer):
         RebalanceListener = MonotonicGenerations
 
+        def _new_offset(self, tp: Any) -> int | None:
+            """Faust allows one missing offset at the head of the acked ones (`min(acked) -
+            committed > 1`), but its committed offset is the next one to read: the record there,
+            unacked (a delivery lost in a rebalance), would be committed past. Commit nothing
+            until it is acked; the stall watchdog restarts a worker that never acks it."""
+            acked = self._acked[tp]
+            committed = self._committed_offset[tp]
+            if acked and committed is not None and min(acked) > committed:
+                return None
+            return super()._new_offset(tp)  # type: ignore[no-any-return]
+
+        async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+            """Faust reads a jump in offsets as compaction and acks the offsets skipped. The topics
+            agents read are never compacted: a jump is a fetch that raced a rebalance, and acking
+            it would commit records no agent saw. Left unacked, the commit stops before them and
+            the stall watchdog restarts the worker from there."""
+            log.warning(
+                "offsets %d..%d of %s[%d] were skipped by the fetcher: not committing past them",
+                offset_from, offset_to - 1, tp.topic, tp.partition,
+            )  # fmt: skip
+
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -78,6 +102,9 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
 
 class App(faust.App):
     """faust.App with the bounded-fetch transport."""
+
+    #: The worker's stall watchdog (pipeline.agents.watchdog), when create_app made one.
+    stall_watchdog: Any = None
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self._transport_type = transport_class(fetch_max_wait_ms)

@@ -124,11 +124,11 @@ class Settings(BaseSettings):
     receiver_retry_after_s: int = Field(default=1, ge=0)
     #: Spans (traces) or log records (logs) in one request; more is a 413.
     receiver_max_items_per_request: int = Field(default=65_536, ge=1)
-    #: Producer idempotence (a retried send is never written twice). Unset: on against a real
-    #: Kafka, off against the embedded brokers (tansu refuses idempotent producers; noida loses
-    #: their sequence state across a restart and then fails every send). Producers always ask for
-    #: acks=all: the receiver answers 200 only for what the broker made durable.
-    kafka_idempotent_producer: bool | None = None
+    #: Producer idempotence (a retried send is never written twice): turn it on against a real
+    #: Kafka. Off by default: tansu refuses idempotent producers, and noida loses their sequence
+    #: state across a restart and then fails every send. Either way producers ask for acks=all:
+    #: the receiver answers 200 only for what the broker made durable.
+    kafka_idempotent_producer: bool = False
     #: A worker whose partitions have records waiting and whose committed offsets have not moved
     #: for this long exits (status 75) to be restarted from them; 0 turns the watchdog off.
     #: The judge agent's topic is not watched: its pace is the judge's budget.
@@ -192,12 +192,6 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.kafka_bootstrap
-
-    @property
-    def idempotent_producer(self) -> bool:
-        if self.kafka_idempotent_producer is not None:
-            return self.kafka_idempotent_producer
-        return not self.embedded
 
     @property
     def api_url(self) -> str:

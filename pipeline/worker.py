@@ -21,5 +21,8 @@ def run_worker(settings: Settings, *, ready_file: Path | None = None, loglevel: 
             ready_file.parent.mkdir(parents=True, exist_ok=True)
             ready_file.touch()
 
+    watchdog = getattr(app, "stall_watchdog", None)
+    if watchdog is not None:
+        watchdog.guard_joins()
     worker = faust.Worker(app, loglevel=loglevel, logging_config=logging_config(loglevel.upper()), quiet=True)
     worker.execute_from_commandline()

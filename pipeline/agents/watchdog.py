@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,14 +61,58 @@ class StallTracker:
 
 
 class StallWatchdog:
-    """Checks the partitions the worker owns on `topics` (the agents' sources) every call."""
+    """Checks the partitions the worker owns on `topics` (the agents' sources) every call, and
+    that the worker's group join completes: noida can leave a restarted worker waiting in a join
+    that never ends, which owns nothing and so never looks behind."""
 
     def __init__(self, bootstrap: str, group_id: str, topics: Iterable[str], stall_after_s: float) -> None:
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = frozenset(topics)
         self.tracker = StallTracker(stall_after_s)
-        self._clients: tuple[Any, Any] | None = None
+        self._client: Any = None
+        #: Since when the worker has been waiting for its group to assign partitions (None: joined).
+        self.joining_since: float | None = None
+
+    def rebalancing(self, now_s: float) -> None:
+        self.joining_since = now_s
+
+    def joined(self) -> None:
+        self.joining_since = None
+
+    def guard_joins(self, interval_s: float = 5.0) -> threading.Thread:
+        """Faust starts timers only once its tables are recovered, that is after the first
+        assignment: a join that never ends is watched from a thread of its own."""
+
+        def guard() -> None:
+            while True:
+                time.sleep(interval_s)
+                self.check_join(time.monotonic())
+
+        thread = threading.Thread(target=guard, name="join-guard", daemon=True)
+        thread.start()
+        return thread
+
+    def check_join(self, now_s: float) -> None:
+        """Exit if the join has lasted `stall_after_s`; time the broker refuses connections does
+        not count."""
+        since = self.joining_since
+        if since is None:
+            return
+        if not self._broker_accepts():
+            self.joining_since = now_s
+        elif now_s - since >= self.tracker.stall_after_s:
+            self._exit(f"its consumer group has not assigned it partitions for {now_s - since:.0f} s")
+
+    def _broker_accepts(self) -> bool:
+        for address in self.bootstrap.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                with socket.create_connection((host, int(port)), timeout=2.0):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
 
     async def check(self, assigned: Iterable[Any], now_s: float) -> None:
         from aiokafka import TopicPartition
@@ -83,29 +130,26 @@ class StallWatchdog:
         stalled = self.tracker.observe(now_s, committed, ends)
         if stalled:
             detail = ", ".join(f"{tp.topic}[{tp.partition}] at {committed.get(tp)} of {ends[tp]}" for tp in stalled)
-            log.error(
-                "worker stalled: no offset committed for %.0f s while records wait (%s); exiting with %d so it "
-                "restarts from its committed offsets",
-                self.tracker.stall_after_s, detail, STALL_EXIT_CODE,
-            )  # fmt: skip
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os._exit(STALL_EXIT_CODE)
+            self._exit(f"no offset committed for {self.tracker.stall_after_s:.0f} s while records wait ({detail})")
+
+    def _exit(self, why: str) -> None:
+        log.error("worker stalled: %s; exiting with %d so it restarts from its committed offsets", why, STALL_EXIT_CODE)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(STALL_EXIT_CODE)
 
     async def _offsets(self, owned: list[Any]) -> tuple[dict[Any, int], dict[Any, int | None]]:
-        """Log end offsets (a consumer in no group) and the group's committed offsets (an admin
-        client: a group member of its own would make the group rebalance)."""
+        """Log end offsets and the group's committed offsets, from a consumer of its own that names
+        the group but subscribes to nothing, so it never joins it (a member would make the group
+        rebalance); OffsetFetch through it works on every broker here, the admin API not on tansu."""
         from aiokafka import AIOKafkaConsumer
-        from aiokafka.admin import AIOKafkaAdminClient
 
-        if self._clients is None:
-            ends_client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            await ends_client.start()
-            await admin.start()
-            self._clients = (ends_client, admin)
-        ends_client, admin = self._clients
-        ends = await ends_client.end_offsets(owned)
-        found = await admin.list_consumer_group_offsets(self.group_id, partitions=owned)
-        committed = {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
+        if self._client is None:
+            client = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
+            )
+            await client.start()
+            self._client = client
+        ends = await self._client.end_offsets(owned)
+        committed = {tp: await self._client.committed(tp) for tp in owned}
         return ends, committed

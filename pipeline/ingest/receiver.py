@@ -496,7 +496,8 @@ async def serve_receiver(settings: Settings) -> None:
     # acknowledged records it then lost across a restart (docs/reliability.md).
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, linger_ms=settings.receiver_linger_ms,
-        max_request_size=settings.max_request_bytes + 4096, acks="all", enable_idempotence=settings.idempotent_producer,
+        max_request_size=settings.max_request_bytes + 4096, acks="all",
+        enable_idempotence=settings.kafka_idempotent_producer,
     )  # fmt: skip
     await producer.start()
     runner = web.AppRunner(create_receiver_app(settings, producer), access_log=None)

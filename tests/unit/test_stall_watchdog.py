@@ -85,3 +85,44 @@ def test_a_worker_that_fails_otherwise_is_left_failed(tmp_path):
         assert stack.restarts == {} and stack.failed().process.returncode == 3
     finally:
         stack.stop()
+
+
+def test_a_worker_whose_group_join_never_completes_exits_and_one_that_joined_does_not(monkeypatch):
+    """noida can leave a restarted worker in a join that never ends: it owns nothing, and Faust's
+    timers have not started, so a thread of its own watches the join. Time the broker does not
+    accept connections does not count."""
+    from pipeline.agents import watchdog as module
+
+    exits = []
+    monkeypatch.setattr(module.os, "_exit", exits.append)
+    broker = {"up": True}
+    dog = module.StallWatchdog("127.0.0.1:1", "g", ["llm-events"], stall_after_s=60)
+    monkeypatch.setattr(dog, "_broker_accepts", lambda: broker["up"])
+    dog.rebalancing(0)
+    dog.check_join(30)
+    broker["up"] = False
+    dog.check_join(70)  # the broker is away: the clock starts again when it is back
+    broker["up"] = True
+    dog.check_join(100)
+    assert exits == []
+    dog.check_join(130)
+    assert exits == [STALL_EXIT_CODE]
+    exits.clear()
+    dog.rebalancing(200)
+    dog.joined()
+    dog.check_join(500)
+    assert exits == []
+
+
+def test_the_join_guard_asks_the_broker_for_a_connection():
+    """Its own probe: a TCP connect to the bootstrap servers (the worker's client may be wedged)."""
+    import socket
+
+    from pipeline.agents.watchdog import StallWatchdog
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert StallWatchdog(f"127.0.0.1:1,127.0.0.1:{port}", "g", [], 60)._broker_accepts()
+    assert not StallWatchdog(f"127.0.0.1:{port}", "g", [], 60)._broker_accepts()
