@@ -57,11 +57,13 @@ class Outbox:
         self.held_bytes = 0
         self.broker_ok = False
         self._items: deque[tuple[Item, int]] = deque()
+        self._inflight = 0
         self._wake = asyncio.Event()
         self._last_refusal_log = 0.0
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Items not yet acknowledged by the broker (queued or being sent)."""
+        return len(self._items) + self._inflight
 
     def put(self, item: Item) -> bool:
         """Queue an item; False (counted, logged) when the outbox is full."""
@@ -85,6 +87,15 @@ class Outbox:
         self._wake.set()
         return True
 
+    def _safe_records(self, item: Item) -> list[Record]:
+        """An item that cannot be serialised is counted and logged, not allowed to stop the loop."""
+        try:
+            return self._records(item)
+        except Exception:
+            self.counters.not_streamed += 1
+            log.exception("guard outbox: an item could not be serialised; not streamed")
+            return []
+
     def _records(self, item: Item) -> list[Record]:
         if isinstance(item, Record):
             return [item]
@@ -99,16 +110,19 @@ class Outbox:
                 self._wake.clear()
                 await self._wake.wait()
             batch = [self._items.popleft() for _ in range(min(SEND_BATCH, len(self._items)))]
-            records = [r for item, _ in batch for r in self._records(item)]
+            self._inflight = len(batch)
+            records = [r for item, _ in batch for r in self._safe_records(item)]
             try:
                 async with asyncio.timeout(SEND_TIMEOUT_S):
                     futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
                     await asyncio.gather(*futures)
             except asyncio.CancelledError:
                 self._items.extendleft(reversed(batch))
+                self._inflight = 0
                 raise
             except Exception as exc:  # broker away, timeout: keep the batch, back off
                 self._items.extendleft(reversed(batch))
+                self._inflight = 0
                 self.counters.send_failures += 1
                 if self.broker_ok:
                     log.warning("guard outbox: the broker did not take a batch (%s); retrying", type(exc).__name__)
@@ -117,6 +131,7 @@ class Outbox:
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
             delay = BACKOFF_MIN_S
+            self._inflight = 0
             self.held_bytes -= sum(size for _, size in batch)
             self.broker_ok = True
             self.counters.streamed += len(batch)
