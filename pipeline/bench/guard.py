@@ -39,6 +39,7 @@ Progress = Callable[[str], None]
 BENCH_SERVICE = "guard-bench"  # no deployment of its own: the default one, tier 1 only
 TOKEN = "bench-guard-token-" + "0" * 16
 PROXY_CALLS = 300
+P99_BAR_MS, P50_BAR_MS, PROXY_BAR_MS = 15.0, 5.0, 5.0
 
 
 def _free_port() -> int:
@@ -245,6 +246,10 @@ def bench_guard(
         harness["ok"] = (
             harness["sustained_per_s"] >= 0.97 * 2 * rate and harness["errors"] == 0 and harness["late_share"] < 0.01
         )
+        # A p99 bar of 15 ms means something only where the harness's own p99 (against a guard that
+        # does nothing) is well under it.
+        harness["latency_floor_p99_ms"] = harness["client"]["p99_ms"]
+        harness["p99_bar_measurable"] = harness["client"]["p99_ms"] <= P99_BAR_MS / 3
         noop.terminate()
 
         bench = settings.model_copy(update={
@@ -322,9 +327,10 @@ def bench_guard(
         "guard": {"tier1": health["tier1"], "outbox": health["outbox"], "answers": health["answers"]},
         "proxy": proxy_result,
         "bars": {
-            "p99_ms<=15": usable and client["p99_ms"] <= 15,
-            "p50_ms<=5": usable and client["p50_ms"] <= 5,
-            "proxy_added_p50_ms<=5": proxy_result["added_p50_ms"] <= 5,
+            "p99_ms<=15": usable and client["p99_ms"] <= P99_BAR_MS,
+            "p50_ms<=5": usable and client["p50_ms"] <= P50_BAR_MS,
+            "proxy_added_p50_ms<=5": proxy_result["added_p50_ms"] <= PROXY_BAR_MS,
+            "p99_measurable_here": harness["p99_bar_measurable"],
         },
         "machine": {
             "cpus": os.cpu_count(),

@@ -75,12 +75,15 @@ class ActionDecider:
         return best
 
     def on_bundle(self, bundle: EvidenceBundle, now_ns: int | None = None) -> SessionAction | None:
+        """Actions run from the bundle's creation (event time), so a replayed or late bundle gives
+        the same action, and one whose action would already have ended gives none."""
         if bundle.drill_id:
             return None
-        now = time.time_ns() if now_ns is None else now_ns
+        current = time.time_ns() if now_ns is None else now_ns
+        now = bundle.created_ns if 0 < bundle.created_ns <= current else current
         guard = self.policy.guard
         profile_name, profile = guard.profile_for(bundle.tenant)
-        grants = self.grants.covering(bundle.tenant, bundle.service, user_of(bundle), now)
+        grants = self.grants.covering(bundle.tenant, bundle.service, user_of(bundle), current)
         relaxed = {c: g.grant_id for c in bundle.categories if (g := self.grants.relaxing(grants, c)) is not None}
         remaining = [c for c in bundle.categories if c not in relaxed]
         risk = self._decayed(bundle.session_id, profile, now)
@@ -97,7 +100,7 @@ class ActionDecider:
             unrelaxed = self._outcome(bundle, profile, bundle.categories, unrelaxed_risk)
             if unrelaxed[0] is not action:
                 grant_id = ",".join(sorted(set(relaxed.values())))
-        if action is GuardAction.ALLOW:
+        if action is GuardAction.ALLOW or now + int(minutes * MINUTE_NS) <= current:
             if grant_id:
                 log.info("session action relaxed by grant", extra={"session_id": bundle.session_id, "grant": grant_id})
             return None

@@ -150,7 +150,7 @@ class Outbox:
     def snapshot(self) -> dict[str, Any]:
         return {
             "broker": "ok" if self.broker_ok else "unavailable",
-            "pending": len(self._items),
+            "pending": len(self),
             "held_bytes": self.held_bytes,
             **{k: v for k, v in vars(self.counters).items()},
         }

@@ -18,13 +18,13 @@ MINUTE_NS = 60 * 10**9
 
 def bundle(categories: tuple[str, ...], severity: Severity = Severity.HIGH, *, tenant: str = "support-bot",
            session: str = "s-1", bundle_id: str = "b-1", drill: str | None = None,
-           user: str = "") -> EvidenceBundle:  # fmt: skip
+           user: str = "", created_ns: int | None = None) -> EvidenceBundle:  # fmt: skip
     event = LLMEvent(event_id="e", trace_id="t", span_id="p", session_id=session, service=tenant, tenant=tenant,
                      attributes={"enduser.id": user} if user else {})  # fmt: skip
     return EvidenceBundle(
         bundle_id=bundle_id, session_id=session, trace_ids=("t",), service=tenant, model=None, severity=severity,
         categories=categories, max_score=0.99, tenant=tenant, events=(event,), screenings=(), hops=(),
-        policy_version="v", drill_id=drill, created_ns=1,
+        policy_version="v", drill_id=drill, created_ns=created_ns or time.time_ns(),
     )  # fmt: skip
 
 
@@ -36,10 +36,11 @@ def decider(*grants) -> ActionDecider:
 
 
 def test_a_high_injection_bundle_puts_its_session_in_read_only_tools_for_the_profile_minutes() -> None:
-    now = time.time_ns()
-    action = decider().on_bundle(bundle(("injection", "tier2:injection")), now)
+    made = bundle(("injection", "tier2:injection"))
+    action = decider().on_bundle(made)
     assert action is not None and action.action is GuardAction.READ_ONLY_TOOLS
-    assert action.expires_ns == now + 30 * MINUTE_NS and action.bundle_id == "b-1" and action.profile == "default"
+    assert action.expires_ns == made.created_ns + 30 * MINUTE_NS and action.bundle_id == "b-1"
+    assert action.profile == "default"
     assert action.grant_id is None and "high bundle flagging injection" in action.reason
 
 
@@ -50,6 +51,13 @@ def test_below_the_rule_severity_nothing_happens_but_bundles_add_up_to_the_sessi
     assert d.on_bundle(bundle(("encoding",), Severity.HIGH, bundle_id="b2"), now) is None  # no rule for encoding
     last = d.on_bundle(bundle(("encoding",), Severity.CRITICAL, bundle_id="b3"), now)  # .5 + 1 + 2 >= 3
     assert last is not None and last.action is GuardAction.BLOCK and "session risk 3.50" in last.reason
+
+
+def test_actions_run_from_the_bundle_so_a_late_or_replayed_one_ends_on_time() -> None:
+    now = time.time_ns()
+    late = decider().on_bundle(bundle(("injection",), created_ns=now - 10 * MINUTE_NS), now)
+    assert late is not None and late.expires_ns == now + 20 * MINUTE_NS
+    assert decider().on_bundle(bundle(("injection",), created_ns=now - 120 * MINUTE_NS), now) is None
 
 
 def test_the_same_bundle_again_issues_the_same_record_not_a_second_action() -> None:
