@@ -5,7 +5,6 @@ applying; guarded events reach the store screened once."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -51,8 +50,8 @@ def check(http: httpx.Client, stack: Stack, text: str, *, session: str, user: st
 def test_grants_actions_and_lifts_end_to_end(stack: Stack, http: httpx.Client) -> None:
     api = stack.settings.api_url
     expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    refused = http.post(f"{api}/api/grants", json={"tenant": "travel-agent", "categories": ["harmful"],
-                                                   "reason": "medical research team", "expires_at": expires})  # fmt: skip
+    harmful = {"tenant": "travel-agent", "categories": ["harmful"], "reason": "medical research", "expires_at": expires}
+    refused = http.post(f"{api}/api/grants", json=harmful)
     assert refused.status_code == 422 and "non-relaxable" in refused.json()["detail"]
     # the injection also trips the instruction-override rule: a grant relaxes exactly what it names
     made = http.post(f"{api}/api/grants", json={"tenant": "travel-agent",
