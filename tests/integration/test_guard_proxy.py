@@ -267,3 +267,16 @@ async def test_guarded_events_enter_the_stream_screened_once_and_the_proxy_spans
     traces = {ExportTraceServiceRequest.FromString(b).resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
               for b in rig.spans}  # fmt: skip
     assert {s.trace_id for s in mine} & traces
+
+
+async def test_the_proxy_enforces_its_own_view_of_the_actions_topic(rig: Rig) -> None:
+    """A gateway may follow the topic without asking the guard about sessions: the proxy's own book
+    decides too (here the guard has not heard of the action)."""
+    now = time.time_ns()
+    rig.proxy.actions.apply(SessionAction(record_id="ro-own", session_id="s-own", action=GuardAction.READ_ONLY_TOOLS,
+                                          issued_ns=now, expires_ns=now + 600 * 10**9))  # fmt: skip
+    assert rig.guard.actions.active("s-own") is None
+    await rig.client("s-own").chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER, SEND]
+    )
+    assert [t["function"]["name"] for t in rig.model.requests[-1]["tools"]] == ["get_weather"]
