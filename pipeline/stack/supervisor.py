@@ -70,6 +70,9 @@ def child_env(settings: Settings) -> dict[str, str]:
         env[f"OODWATCH_{name.upper()}"] = str(value)
     env.update(
         OODWATCH_KAFKA_BOOTSTRAP=settings.bootstrap,
+        # The bootstrap is explicit in children, so they would take the broker for an external Kafka
+        # and turn producer idempotence on, which the embedded brokers refuse: pass the decision.
+        OODWATCH_KAFKA_IDEMPOTENT_PRODUCER=str(settings.idempotent_producer).lower(),
         OODWATCH_CLICKHOUSE_DSN=settings.store_dsn,
         OODWATCH_MODEL_DIR=str(settings.models_path),
         PYTHONUNBUFFERED="1",
