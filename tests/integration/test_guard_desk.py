@@ -199,3 +199,43 @@ async def test_the_recorder_stores_the_actions_topic_and_sends_new_actions_on(br
     states = {r["record_id"]: r["state"] for r in guard.ledger.actions(active_only=False)}
     assert states == {"r-1": "lifted"}
     store.close()
+
+
+def test_the_cli_grants_lists_revokes_and_says_why_a_grant_is_refused(desk, monkeypatch, capsys) -> None:
+    import argparse
+
+    import httpx
+
+    from pipeline.cli import guard as cli
+
+    client, _, _ = desk
+    token = "admin-token-SECRET-0123456789"
+
+    def forward(request: httpx.Request) -> httpx.Response:  # the CLI's real httpx client, served in process
+        answer = client.request(request.method, str(request.url), content=request.content,
+                                headers=dict(request.headers))  # fmt: skip
+        return httpx.Response(answer.status_code, content=answer.content, headers=dict(answer.headers))
+
+    def api_client(_settings):
+        made = cli.GuardClient("http://127.0.0.1", token)
+        made._http = httpx.Client(base_url="http://127.0.0.1", transport=httpx.MockTransport(forward),
+                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        return made
+
+    monkeypatch.setattr(cli, "_client", api_client)
+    ns = argparse.Namespace
+    base = {"service": None, "user": ["alice"], "until": None, "json": False}
+    with pytest.raises(SystemExit) as refused:
+        cli.cmd_grants_create(None, ns(tenant="code-helper", category=["secret_leak"], reason="incident drill",
+                                       duration="2h", **base))  # fmt: skip
+    assert refused.value.code == 3 and "non-relaxable" in capsys.readouterr().err
+    assert cli.cmd_grants_create(None, ns(tenant="code-helper", category=["injection"], reason="red team SEC-42",
+                                          duration="2h", **base)) == 0  # fmt: skip
+    grant_id = capsys.readouterr().out.split()[1].rstrip(":")
+    assert cli.cmd_grants_list(None, ns(all=False, tenant=None, json=False)) == 0
+    assert grant_id in capsys.readouterr().out
+    assert cli.cmd_grants_revoke(None, ns(grant_id=grant_id, reason="exercise over", json=False)) == 0
+    assert cli.cmd_grants_list(None, ns(all=False, tenant=None, json=True)) == 0
+    assert capsys.readouterr().out.strip().endswith("[]")
+    with pytest.raises(SystemExit, match="time zone"):
+        cli.expiry(ns(until="2026-12-31T00:00", duration=None))
