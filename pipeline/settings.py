@@ -27,6 +27,9 @@ class Topics(BaseSettings):
     #: Tool definitions seen in spans, keyed by tool identity; and the registry rows they make.
     tool_sightings: str = "tool-sightings"
     tool_registry: str = "tool-registry"
+    #: Session actions (block, read-only tools, safe fallback, and lifts), keyed by session id:
+    #: what gateways and `oodwatch guard-proxy` enforce.
+    actions: str = "actions"
 
     def all(self) -> list[str]:
         return [
@@ -40,6 +43,7 @@ class Topics(BaseSettings):
             self.judge_requests,
             self.tool_sightings,
             self.tool_registry,
+            self.actions,
         ]
 
 
@@ -168,6 +172,31 @@ class Settings(BaseSettings):
     #: Consecutive failures that open the circuit breaker, and how long it stays open.
     judge_breaker_failures: int = 5
     judge_breaker_cooldown_s: float = 30.0
+    #: The guard (`oodwatch guard`, POST /v1/guard): its port, where clients reach it (empty:
+    #: host and port), and whether `oodwatch up` starts it.
+    guard_port: int = 8090
+    guard_base_url: str = ""
+    guard_enabled: bool = True
+    #: A gateway's token for /v1/guard (role `guard`; more in the tokens file). A secret.
+    guard_token: SecretStr = SecretStr("")
+    #: The token the guard reads relaxation grants with from the triage API; empty: the admin token.
+    guard_api_token: SecretStr = SecretStr("")
+    #: One check's body (bytes); more is a 413.
+    guard_max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Checks waiting for tier 1; past it a check is answered at once by the failure mode.
+    guard_max_pending: int = Field(default=1024, ge=1)
+    guard_batch_max: int = Field(default=32, ge=1)
+    #: Records waiting for the broker (bounded); past either bound an event is counted as not streamed.
+    guard_outbox_max_records: int = Field(default=10_000, ge=1)
+    guard_outbox_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Grants are re-read this often; when the last good read is older than the stale bound
+    #: (the store is unreachable), no grant applies: the guard fails strict, not relaxed.
+    guard_grants_refresh_s: float = Field(default=5.0, gt=0)
+    guard_grants_max_stale_s: float = Field(default=60.0, gt=0)
+    #: Sessions whose accumulated risk the guard keeps (least recently seen dropped first).
+    guard_sessions_max: int = Field(default=100_000, ge=1)
+    #: `oodwatch guard-proxy`'s port.
+    guard_proxy_port: int = 8091
     topics: Topics = Field(default_factory=Topics)
 
     @computed_field  # type: ignore[prop-decorator]
@@ -200,6 +229,10 @@ class Settings(BaseSettings):
     @property
     def receiver_url(self) -> str:
         return self.receiver_base_url.rstrip("/") or f"http://{self.host}:{self.receiver_port}"
+
+    @property
+    def guard_url(self) -> str:
+        return self.guard_base_url.rstrip("/") or f"http://{self.host}:{self.guard_port}"
 
     @property
     def token_file(self) -> Path:

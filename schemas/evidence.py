@@ -10,8 +10,9 @@ import hashlib
 import re
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import LLMEvent
 from schemas.judge import JudgeStatus, Tier3Result
@@ -98,6 +99,9 @@ class Screening(BaseModel):
     received_ns: int
     normalized_ns: int
     screened_ns: int
+    #: The relaxation grant (ids comma-joined if several) that changed the guard's decision on
+    #: this event; None for every decision no grant touched (and for records from before grants).
+    grant_id: str | None = None
 
     @property
     def max_score(self) -> float:
@@ -231,6 +235,21 @@ class EvidenceBundle(BaseModel):
     drill_id: str | None = None
     queue_state: QueueState = QueueState.OPEN
     created_ns: int
+    #: The grant that changed a decision on this bundle's events. Left out, it is taken from the
+    #: screenings, so whoever assembles a bundle carries it without knowing about grants.
+    grant_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grant_from_screenings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("grant_id") is None:
+            for screening in data.get("screenings") or ():
+                grant = (
+                    screening.get("grant_id") if isinstance(screening, dict) else getattr(screening, "grant_id", None)
+                )
+                if grant:
+                    return {**data, "grant_id": grant}
+        return data
 
 
 def group_key_for(service: str, categories: Sequence[str], text: str) -> str:

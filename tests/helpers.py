@@ -77,6 +77,8 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         "broker_port": free_port(),
         "receiver_port": free_port(),
         "api_port": free_port(),
+        "guard_port": free_port(),
+        "guard_proxy_port": free_port(),
         "topic_partitions": 2,
         **overrides,
     }

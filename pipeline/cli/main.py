@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli import drills as drills_cli
+from pipeline.cli import guard as guard_cli
 from pipeline.cli import queue as queue_cli
 from pipeline.cli import tools as tools_cli
 from pipeline.settings import Settings
@@ -33,7 +34,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
                 f"oodwatch is up.\n  OTLP/HTTP   {settings.receiver_url}/v1/traces, /v1/logs\n"
                 f"  Kafka       {settings.bootstrap}\n"
                 f"  triage API  {settings.api_url}/api/escalations (bearer token in {settings.token_file})\n"
-                f"  logs        {stack.log_dir}\nCtrl-C stops everything."
+                + (f"  guard       {settings.guard_url}/v1/guard\n" if settings.guard_enabled else "")
+                + f"  logs        {stack.log_dir}\nCtrl-C stops everything."
             )
             return wait_until_stopped(stack)
         except KeyboardInterrupt:  # a stop request before the wait began
@@ -261,6 +263,7 @@ def cmd_reference_consolidate(settings: Settings, args: argparse.Namespace) -> i
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.bench.stages import bench_stage
 
+    args.seconds = args.seconds or (20.0 if args.stage == "guard" else 5.0)
     if args.stage == "pipeline":
         from pipeline.bench.loadtest.harness import bench_pipeline
 
@@ -269,6 +272,12 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             drain_records=args.drain_records, png=args.png or settings.data_dir / "bench" / "pipeline.png",
             progress=_say, target=args.target, profiles=tuple(args.profile or ["step", "burst"]),
         )  # fmt: skip
+        print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+        return 0 if result["harness_ok"] else 3
+    if args.stage == "guard":
+        from pipeline.bench.guard import bench_guard
+
+        result = bench_guard(settings, rate=args.rate, duration_s=args.seconds, progress=_say)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0 if result["harness_ok"] else 3
     result = bench_stage(settings, args.stage, batch_size=args.batch_size, seconds=args.seconds)
@@ -312,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(func=cmd_models_card)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
-    bench.add_argument("--stage", choices=["tier1", "tier2", "store", "pipeline"], default="tier1")
+    bench.add_argument("--stage", choices=["tier1", "tier2", "store", "pipeline", "guard"], default="tier1")
+    bench.add_argument("--rate", type=float, default=200.0, help="guard: offered checks/s (open loop)")
     bench.add_argument("--workers", type=int, default=2, help="pipeline: worker processes")
     bench.add_argument(
         "--rates",
@@ -336,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pipeline: load profiles (default: step and burst)",
     )
     bench.add_argument("--batch-size", type=int, default=256)
-    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument("--seconds", type=float, default=None, help="per step (default 5; guard: 20)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
 
@@ -373,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_cli.add_commands(sub)
     drills_cli.add_commands(sub)
     tools_cli.add_commands(sub)
+    guard_cli.add_commands(sub)
     return parser
 
 

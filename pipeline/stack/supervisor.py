@@ -168,6 +168,10 @@ class Stack:
             self.progress("starting OTLP receiver")
             receiver = self._spawn("receiver", self._oodwatch("receiver"))
             self._wait(receiver, lambda: http_ok(f"{s.receiver_url}/healthz"), f"receiver on {s.receiver_url}")
+            if s.guard_enabled:
+                self.progress("starting the guard (inline checks, session actions)")
+                guard = self._spawn("guard", self._oodwatch("guard"))
+                self._wait(guard, lambda: http_ok(f"{s.guard_url}/readyz"), f"guard on {s.guard_url}")
             for index, ready in enumerate(ready_files):
                 worker = self._child(f"worker-{index}")
                 self._wait(worker, ready.exists, f"worker {index} joined its consumer group")
@@ -238,6 +242,8 @@ class Stack:
             check_port_free(s.host, s.broker_port, "embedded broker", "OODWATCH_BROKER_PORT")
         check_port_free(s.host, s.api_port, "triage API", "OODWATCH_API_PORT")
         check_port_free(s.host, s.receiver_port, "OTLP receiver", "OODWATCH_RECEIVER_PORT")
+        if s.guard_enabled:
+            check_port_free(s.host, s.guard_port, "guard", "OODWATCH_GUARD_PORT")
         if s.uses_local_judge:
             check_port_free(s.host, s.local_judge_port, "local judge", "OODWATCH_LOCAL_JUDGE_PORT")
             local_judge.server_command(s)  # says what is missing before anything starts
@@ -297,6 +303,7 @@ class Stack:
                 "broker": lambda: wait_tcp(s.host, s.broker_port, 0.5),
                 "store": lambda: http_ok(f"{s.api_url}/readyz"),
                 "receiver": lambda: http_ok(f"{s.receiver_url}/healthz"),
+                "guard": lambda: http_ok(f"{s.guard_url}/readyz"),
             }
             child = self._spawn(name, old.argv)
             self._wait(child, checks.get(name, lambda: True), f"{name} ready again")

@@ -19,6 +19,7 @@ import httpx
 
 from pipeline.settings import Settings
 from schemas.evidence import EvidenceBundle, Severity
+from schemas.guard import SessionAction
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,22 @@ class Alerter:
                 self.counters.dropped += 1
                 log.error("alert queue full: alert for bundle %s dropped (the bundle is stored)", bundle.bundle_id)
 
+    def submit_actions(self, actions: list[SessionAction]) -> None:
+        """Session actions the stream issued (issue 19): one message each, never grouped away."""
+        for action in actions:
+            alert = {
+                "type": "oodwatch.session_action", "record_id": action.record_id, "action": action.action.value,
+                "session_id": action.session_id, "tenant": action.tenant, "service": action.service,
+                "reason": action.reason, "bundle_id": action.bundle_id or "", "categories": list(action.categories),
+                "grant_id": action.grant_id or "", "expires_ns": action.expires_ns,
+                "url": self.ui_url + action.bundle_id if self.ui_url and action.bundle_id else "",
+            }  # fmt: skip
+            try:
+                self._queue.put_nowait(alert)
+            except asyncio.QueueFull:
+                self.counters.dropped += 1
+                log.error("alert queue full: session action %s not sent (it is stored)", action.record_id)
+
     def decide(self, bundle: EvidenceBundle) -> dict[str, Any] | None:
         if bundle.drill_id:
             self.counters.skipped_drills += 1
@@ -123,6 +140,8 @@ class Alerter:
             targets.append((self.webhook_url, {"type": "oodwatch.escalation", **alert}))
         if self.slack_url:
             targets.append((self.slack_url, slack_message(alert)))
+        if alert.get("type") == "oodwatch.session_action":
+            targets = [(url, alert if url == self.webhook_url else slack_action_message(alert)) for url, _ in targets]
         for url, body in targets:
             try:
                 response = await client.post(url, json=body)
@@ -132,7 +151,8 @@ class Alerter:
                 self.counters.failed += 1
                 # The URL may carry a secret (Slack's does): name the target kind, not the URL.
                 kind = "slack" if url == self.slack_url else "webhook"
-                log.warning("alert to %s failed for bundle %s: %s", kind, alert["bundle_id"], type(exc).__name__)
+                log.warning("alert to %s failed for %s: %s", kind, alert.get("bundle_id") or alert.get("record_id"),
+                            type(exc).__name__)  # fmt: skip
 
 
 def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
@@ -142,5 +162,16 @@ def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
     text = (
         f":rotating_light: oodwatch {alert['severity']} escalation in {alert['service']}{more}: "
         f"{', '.join(alert['categories'])} (score {alert['max_score']}){link}"
+    )
+    return {"text": text}
+
+
+def slack_action_message(alert: dict[str, Any]) -> dict[str, Any]:
+    """A session action in Slack's shape: pipeline-made fields only."""
+    link = f" <{alert['url']}|evidence>" if alert["url"] else ""
+    grant = f" (grant {alert['grant_id']})" if alert["grant_id"] else ""
+    text = (
+        f":no_entry: oodwatch put a session of {alert['service']} under {alert['action']}{grant}: "
+        f"{alert['reason']}{link}"
     )
     return {"text": text}

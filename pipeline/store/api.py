@@ -59,8 +59,10 @@ def create_api(
     background: Callable[[], Coroutine[Any, Any, Any]] | None = None,
     is_ready: Callable[[], bool] = lambda: True,
     secure_cookies: bool = False,
+    guard: Any = None,
 ) -> FastAPI:
-    """`background` is started with the app and cancelled with it (the sink, in the store process)."""
+    """`background` is started with the app and cancelled with it (the sink, in the store process);
+    `guard` (a pipeline.guard.desk_api.GuardDesk) adds grants and session actions."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +124,8 @@ def create_api(
     Viewer = Annotated[Principal, Depends(require("viewer"))]
     Reviewer = Annotated[Principal, Depends(require("reviewer"))]
     Admin = Annotated[Principal, Depends(require("admin"))]
+    if guard is not None:
+        app.include_router(guard.router(Viewer, Reviewer, Admin))
 
     async def desk_call(fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -288,6 +292,10 @@ def create_api(
     @app.get("/ui/drills", include_in_schema=False)
     async def ui_drills(request: Request) -> Response:
         return page(request, "drills.html")
+
+    @app.get("/ui/guard", include_in_schema=False)
+    async def ui_guard(request: Request) -> Response:
+        return page(request, "guard.html")
 
     @app.get("/ui/login", include_in_schema=False)
     async def ui_login_form() -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pipeline.guard.desk_api import GuardDesk
 from pipeline.settings import Settings
 from pipeline.store.alerts import Alerter
 from pipeline.store.api import create_api
@@ -13,6 +14,16 @@ from pipeline.store.clickhouse import Store
 from pipeline.store.sink import Sink
 
 log = logging.getLogger(__name__)
+
+
+def guard_desk(settings: Settings, store: Store, alerts: Alerter | None) -> GuardDesk:
+    """Grants and session actions on the desk; their policy is the one the guard runs."""
+    from pipeline.guard.ledger import GuardLedger
+    from pipeline.policy import RoutingPolicy
+
+    policy = RoutingPolicy.load(settings.policy_file)
+    return GuardDesk(GuardLedger(store, policy.guard), settings, on_actions=alerts.submit_actions if alerts else None)
+
 
 SINK_RETRY_S = 2.0
 
@@ -24,6 +35,7 @@ async def serve_store(settings: Settings) -> None:
     store.apply_retention(settings.screening_ttl_days)
     alerts = Alerter.from_settings(settings)
     sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None)
+    guard = guard_desk(settings, store, alerts)
 
     async def keep_sinking() -> None:
         """The API stays up while the broker is away; the sink reconnects on its own."""
@@ -38,7 +50,7 @@ async def serve_store(settings: Settings) -> None:
                 await asyncio.sleep(SINK_RETRY_S)
 
     async def background() -> None:
-        tasks = [asyncio.create_task(keep_sinking())]
+        tasks = [asyncio.create_task(keep_sinking()), asyncio.create_task(guard.run())]
         if alerts:
             tasks.append(asyncio.create_task(alerts.run()))
         try:
@@ -46,6 +58,7 @@ async def serve_store(settings: Settings) -> None:
         finally:
             for task in tasks:
                 task.cancel()
+            await guard.close()
 
     authenticator = Authenticator(load_tokens(settings, api_token(settings, create=True)))
     app = create_api(
@@ -54,6 +67,7 @@ async def serve_store(settings: Settings) -> None:
         background=background,
         is_ready=sink.ready.is_set,
         secure_cookies=settings.ui_secure_cookies,
+        guard=guard,
     )
     config = uvicorn.Config(app, host=settings.host, port=settings.api_port, log_level="warning", access_log=False)
     try:

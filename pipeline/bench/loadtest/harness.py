@@ -299,6 +299,7 @@ def bench_pipeline(
             "data_dir": data, "model_dir": settings.models_path, "kafka_bootstrap": "", "clickhouse_dsn": "",
             "broker_port": _free_port(), "receiver_port": _free_port(), "api_port": _free_port(),
             "workers": workers, "reference_sample_rate": 0.0, "api_base_url": "", "receiver_base_url": "",
+            "guard_enabled": False,  # not on the streaming path this bench measures
         }
     )  # fmt: skip
     stack = Stack(bench_settings, workers=workers, progress=progress)
