@@ -8,6 +8,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
+
+from detectors.base import MatrixDetector
 from pipeline.agents.screen import Screener
 from pipeline.guard.actions import ActionBook
 from pipeline.guard.check import Guard
@@ -17,40 +20,37 @@ from pipeline.guard.tier1 import Tier1
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Topics
 from schemas.events import LLMEvent
-from schemas.evidence import CategoryScore
 from schemas.guard import Grant, GrantRequest
 
 _SCORE = re.compile(r"\[(\w+)=([0-9.]+)\]")
 HOUR_NS = 3600 * 1_000_000_000
 
 
-class ScriptedDetector:
+class ScriptedDetector(MatrixDetector):
     """Scores what the text says: "[injection=0.99]" scores injection .99 (threshold .5)."""
 
     name = "scripted"
     version = "1"
+    categories = ("injection", "harmful")
+    thresholds = (0.5, 0.5)
 
     def __init__(self, delay_s: float = 0.0, fail: bool = False) -> None:
         self.delay_s = delay_s
         self.fail = fail
         self.calls = 0
 
-    def score(self, events: list[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
+    def score_matrix(self, events: list[LLMEvent]) -> np.ndarray:
         self.calls += 1
         if self.fail:
             raise RuntimeError("the model file is unreadable")
         if self.delay_s:
             time.sleep(self.delay_s)
-        result = []
-        for event in events:
+        matrix = np.zeros((len(events), len(self.categories)))
+        for i, event in enumerate(events):
             text = " ".join(m.content for m in (*event.input_messages, *event.output_messages))
-            result.append(
-                tuple(
-                    CategoryScore(category=c, score=float(s), threshold=0.5, detector=self.name)
-                    for c, s in _SCORE.findall(text)
-                )
-            )
-        return result
+            for category, value in _SCORE.findall(text):
+                matrix[i, self.categories.index(category)] = float(value)
+        return matrix
 
 
 def policy() -> RoutingPolicy:
