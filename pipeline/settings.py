@@ -18,6 +18,8 @@ class Topics(BaseSettings):
 
     otlp_spans: str = "otlp_spans"
     otlp_logs: str = "otlp_logs"
+    #: OTLP metrics (GenAI histograms) for the performance SLOs (issue 17).
+    otlp_metrics: str = "otlp_metrics"
     llm_events: str = "llm-events"
     screenings: str = "screenings"
     escalations: str = "escalations"
@@ -32,6 +34,7 @@ class Topics(BaseSettings):
         return [
             self.otlp_spans,
             self.otlp_logs,
+            self.otlp_metrics,
             self.llm_events,
             self.screenings,
             self.escalations,
@@ -151,6 +154,11 @@ class Settings(BaseSettings):
     #: Consecutive failures that open the circuit breaker, and how long it stays open.
     judge_breaker_failures: int = 5
     judge_breaker_cooldown_s: float = 30.0
+    #: Performance SLOs (YAML, versioned; see docs/perf.md); empty: no live SLOs, reports only.
+    slo_file: Path | None = None
+    #: How often touched minutes are rolled up, and how often the SLOs' burn rates are evaluated.
+    perf_roll_interval_s: float = Field(default=2.0, gt=0)
+    perf_eval_interval_s: float = Field(default=15.0, gt=0)
     topics: Topics = Field(default_factory=Topics)
 
     @computed_field  # type: ignore[prop-decorator]

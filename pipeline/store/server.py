@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pipeline.perf.service import PerfService
+from pipeline.perf.slo import load_slo_file
+from pipeline.perf.store import PerfStore
 from pipeline.settings import Settings
 from pipeline.store.alerts import Alerter
 from pipeline.store.api import create_api
@@ -24,6 +27,9 @@ async def serve_store(settings: Settings) -> None:
     store.apply_retention(settings.screening_ttl_days)
     alerts = Alerter.from_settings(settings)
     sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None)
+    perf = PerfService(
+        settings, PerfStore(store, load_slo_file(settings.slo_file)), send_alert=alerts.submit_slo if alerts else None
+    )
 
     async def keep_sinking() -> None:
         """The API stays up while the broker is away; the sink reconnects on its own."""
@@ -38,7 +44,7 @@ async def serve_store(settings: Settings) -> None:
                 await asyncio.sleep(SINK_RETRY_S)
 
     async def background() -> None:
-        tasks = [asyncio.create_task(keep_sinking())]
+        tasks = [asyncio.create_task(keep_sinking()), asyncio.create_task(perf.run())]
         if alerts:
             tasks.append(asyncio.create_task(alerts.run()))
         try:
@@ -54,6 +60,7 @@ async def serve_store(settings: Settings) -> None:
         background=background,
         is_ready=sink.ready.is_set,
         secure_cookies=settings.ui_secure_cookies,
+        perf=perf,
     )
     config = uvicorn.Config(app, host=settings.host, port=settings.api_port, log_level="warning", access_log=False)
     try:

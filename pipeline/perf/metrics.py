@@ -1,0 +1,263 @@
+"""GenAI metrics from OTLP: histogram points -> per-series deltas, checked before they count.
+
+Cumulative series become deltas against the series' previous point (kept in memory and in the
+store, so a restart resumes them); a new start time is a reset, and the point itself is the
+delta. What cannot be turned into a correct delta is refused with a reason and never reaches a
+percentile: bucket counts that do not match the bounds or the count, bounds that are not
+increasing, a cumulative series that went down without a new start time, bounds that changed
+within one series. Unknown metric names are counted and skipped.
+
+A metric's nominal side (client/server) comes from its name, except that instrumentation
+libraries in the client record what they measure: OpenLLMetry records the client-observed time
+to first token as `gen_ai.server.time_to_first_token`; its scope says client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, HistogramDataPoint
+
+from schemas.events import DRILL_ATTRIBUTE
+from schemas.otel_mapping import any_value
+from schemas.perf import HistogramDelta
+
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+
+#: OTLP metric name -> (our metric, nominal side). Durations are converted to ms.
+KNOWN: dict[str, tuple[str, str]] = {
+    "gen_ai.client.operation.duration": ("e2e", "client"),
+    "gen_ai.client.token.usage": ("tokens", "client"),
+    "gen_ai.client.operation.time_to_first_chunk": ("ttft", "client"),
+    "gen_ai.client.operation.time_per_output_chunk": ("tpoc", "client"),
+    "gen_ai.server.request.duration": ("e2e", "server"),
+    "gen_ai.server.time_to_first_token": ("ttft", "server"),
+    "gen_ai.server.time_per_output_token": ("tpot", "server"),
+    # OpenLLMetry: first token to the last, client side.
+    "llm.chat_completions.streaming_time_to_generate": ("generate", "client"),
+}
+#: Instrumentation scopes that run inside the calling application.
+CLIENT_SCOPES = ("opentelemetry.instrumentation.", "openinference.instrumentation.", "opentelemetry.util.genai")
+_UNIT_MS = {"s": 1000.0, "ms": 1.0, "us": 0.001, "ns": 1e-6}
+MAX_SERIES = 200_000
+#: A cumulative series' first point counts as a delta only if it covers at most this span.
+FIRST_POINT_MAX_SPAN_NS = 10 * 60 * 10**9
+
+
+class BadPoint(ValueError):
+    """A point that cannot become a correct delta; the message is the dead letter's reason."""
+
+
+@dataclass(slots=True)
+class SeriesState:
+    start_ns: int
+    time_ns: int
+    count: int
+    sum: float
+    bounds: list[float]
+    counts: list[int]
+
+
+@dataclass
+class DecodeResult:
+    deltas: list[HistogramDelta] = field(default_factory=list)
+    #: Reasons for points refused (one line each); the record becomes one dead letter.
+    refused: list[str] = field(default_factory=list)
+    unknown: Counter[str] = field(default_factory=Counter)
+    #: Cumulative points at or before the series' last one (a replay): already counted.
+    stale: int = 0
+    resets: int = 0
+    baselined: int = 0
+    points: int = 0
+
+
+def _side(nominal: str, scope_name: str) -> str:
+    return "client" if scope_name.startswith(CLIENT_SCOPES) else nominal
+
+
+def series_id(resource_key: bytes, scope_name: str, name: str, attributes: Iterable[KeyValue]) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(resource_key)
+    digest.update(scope_name.encode())
+    digest.update(name.encode())
+    for kv in sorted(attributes, key=lambda kv: kv.key):
+        digest.update(kv.SerializeToString())
+    return digest.hexdigest()
+
+
+class MetricDecoder:
+    """Keeps each cumulative series' last point. One decoder per process: every series of a
+    deployment reaches the one store process, whatever partition it came on."""
+
+    def __init__(self, states: Mapping[str, SeriesState] | None = None) -> None:
+        self.series: dict[str, SeriesState] = dict(states or {})
+        self.touched: dict[str, SeriesState] = {}
+        self.unknown_total: Counter[str] = Counter()
+        self.refused_total = 0
+        self.resets_total = 0
+        self.stale_total = 0
+        self._labels: dict[bytes, dict[str, Any]] = {}
+
+    def decode(self, request: ExportMetricsServiceRequest) -> DecodeResult:
+        result = DecodeResult()
+        for resource_metrics in request.resource_metrics:
+            resource_key = resource_metrics.resource.SerializeToString(deterministic=True)
+            resource = self._attrs(resource_key, resource_metrics.resource.attributes)
+            for scope_metrics in resource_metrics.scope_metrics:
+                scope_name = scope_metrics.scope.name
+                for metric in scope_metrics.metrics:
+                    known = KNOWN.get(metric.name)
+                    kind = metric.WhichOneof("data")
+                    if known is None:
+                        result.unknown[metric.name[:120]] += 1
+                        continue
+                    if kind != "histogram":
+                        result.refused.append(f"{metric.name}: a {kind or 'metric with no data'}, not a histogram")
+                        continue
+                    scale = 1.0 if known[0] == "tokens" else _UNIT_MS.get(metric.unit.strip("{}"), 0.0)
+                    if not scale:
+                        result.refused.append(f"{metric.name}: unit {metric.unit[:20]!r} is not a duration unit")
+                        continue
+                    temporality = metric.histogram.aggregation_temporality
+                    if temporality not in (CUMULATIVE, DELTA):
+                        result.refused.append(f"{metric.name}: aggregation temporality unspecified")
+                        continue
+                    side = _side(known[1], scope_name)
+                    for point in metric.histogram.data_points:
+                        result.points += 1
+                        try:
+                            delta = self._point(
+                                point, metric.name, known[0], side, scale, temporality, resource_key, scope_name,
+                                resource, result,
+                            )  # fmt: skip
+                        except BadPoint as exc:
+                            result.refused.append(f"{metric.name}: {exc}")
+                            continue
+                        if delta is not None:
+                            result.deltas.append(delta)
+        self.refused_total += len(result.refused)
+        self.unknown_total.update(result.unknown)
+        self.resets_total += result.resets
+        self.stale_total += result.stale
+        return result
+
+    def _attrs(self, key: bytes, attributes: Iterable[KeyValue]) -> dict[str, Any]:
+        found = self._labels.get(key)
+        if found is None:
+            if len(self._labels) > 10_000:
+                self._labels.clear()
+            found = self._labels[key] = {kv.key: any_value(kv.value) for kv in attributes}
+        return found
+
+    def _point(
+        self, point: HistogramDataPoint, name: str, metric: str, side: str, scale: float, temporality: int,
+        resource_key: bytes, scope_name: str, resource: Mapping[str, Any], result: DecodeResult,
+    ) -> HistogramDelta | None:  # fmt: skip
+        bounds = [b * scale for b in point.explicit_bounds]
+        counts = list(point.bucket_counts)
+        _check_buckets(point, bounds, counts)
+        sid = series_id(resource_key, scope_name, name, point.attributes)
+        count, total = point.count, point.sum * scale
+        start_ns = point.start_time_unix_nano
+        if temporality == CUMULATIVE:
+            previous = self.series.get(sid)
+            state = SeriesState(start_ns, point.time_unix_nano, count, total, bounds, counts)
+            if previous is not None and previous.start_ns == start_ns:
+                if point.time_unix_nano <= previous.time_ns:
+                    result.stale += 1
+                    return None
+                if previous.bounds != bounds:
+                    self._keep(sid, state)  # the next point diffs against these bounds
+                    raise BadPoint("bucket bounds changed within one cumulative series")
+                moved = [c - p for c, p in zip(counts, previous.counts, strict=True)]
+                if count < previous.count or min(moved, default=0) < 0:
+                    self._keep(sid, state)  # re-baselined: what happened in between is unknown
+                    raise BadPoint(
+                        f"cumulative series went down ({previous.count} -> {count}) without a new start time"
+                    )
+                start_ns, counts, count, total = previous.time_ns, moved, count - previous.count, total - previous.sum
+            else:
+                result.resets += previous is not None
+                if point.time_unix_nano - start_ns > FIRST_POINT_MAX_SPAN_NS:
+                    # A series first seen long after it started: its counts are history we cannot
+                    # place in time. It is the baseline; the next point's delta counts.
+                    result.baselined += 1
+                    self._keep(sid, state)
+                    return None
+            self._keep(sid, state)
+            if count == 0:
+                return None
+        elif count == 0:
+            return None
+        labels = self._attrs(_labels_key(point.attributes), point.attributes)
+        service = str(resource.get("service.name") or labels.get("service.name") or "")
+        return HistogramDelta(
+            series_id=sid, metric=metric, side=side,
+            tenant=str(resource.get("tenant.id") or labels.get("tenant.id") or service), service=service,
+            provider=str(labels.get("gen_ai.provider.name") or labels.get("gen_ai.system") or ""),
+            model=str(labels.get("gen_ai.response.model") or labels.get("gen_ai.request.model") or "unknown"),
+            operation=str(labels.get("gen_ai.operation.name") or ""),
+            token_type=str(labels.get("gen_ai.token.type") or ""), start_ns=start_ns, time_ns=point.time_unix_nano,
+            count=count, sum=total, bounds=bounds, counts=counts,
+            min=point.min * scale if point.HasField("min") and temporality == DELTA else math.nan,
+            max=point.max * scale if point.HasField("max") and temporality == DELTA else math.nan,
+            drill_id=str(labels.get(DRILL_ATTRIBUTE) or resource.get(DRILL_ATTRIBUTE) or ""),
+        )  # fmt: skip
+
+    def _keep(self, sid: str, state: SeriesState) -> None:
+        if sid not in self.series and len(self.series) >= MAX_SERIES:
+            self.series.pop(next(iter(self.series)))
+        self.series[sid] = state
+        self.touched[sid] = state
+
+    def take_touched(self) -> dict[str, SeriesState]:
+        touched, self.touched = self.touched, {}
+        return touched
+
+
+def _labels_key(attributes: Iterable[KeyValue]) -> bytes:
+    return b"".join(kv.SerializeToString() for kv in attributes)
+
+
+def _check_buckets(point: HistogramDataPoint, bounds: list[float], counts: list[int]) -> None:
+    if not counts:
+        if bounds:
+            raise BadPoint("explicit bounds without bucket counts")
+        return
+    if len(counts) != len(bounds) + 1:
+        raise BadPoint(f"{len(counts)} bucket counts for {len(bounds)} bounds (want bounds + 1)")
+    if any(not math.isfinite(b) for b in bounds) or any(b >= c for b, c in itertools.pairwise(bounds)):
+        raise BadPoint("bucket bounds are not finite and strictly increasing")
+    if sum(counts) != point.count:
+        raise BadPoint(f"bucket counts add up to {sum(counts)}, the point's count is {point.count}")
+    if not math.isfinite(point.sum):
+        raise BadPoint("the sum is not finite")
+
+
+def histogram_quantile(q: float, bounds: list[float], counts: list[int], lo: float = 0.0) -> tuple[float, float]:
+    """(value, resolution): the q-quantile interpolated inside its bucket, as Prometheus does, and
+    that bucket's width, the figure's honest uncertainty. The overflow bucket has no upper bound:
+    the value is its lower bound and the resolution infinite."""
+    total = sum(counts)
+    if total <= 0:
+        return math.nan, math.nan
+    rank = q * total
+    seen = 0.0
+    for i, c in enumerate(counts):
+        if c and seen + c >= rank:
+            lower = bounds[i - 1] if i > 0 else min(lo, bounds[0]) if bounds else lo
+            if i >= len(bounds):
+                return lower, math.inf
+            upper = bounds[i]
+            return lower + (upper - lower) * (rank - seen) / c, upper - lower
+        seen += c
+    return (bounds[-1] if bounds else math.nan), math.inf
