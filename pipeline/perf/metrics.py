@@ -67,6 +67,20 @@ class SeriesState:
     counts: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesIdentity:
+    """What a series' labels say, decoded once per series (the hot path is the counts)."""
+
+    series_id: str
+    service: str
+    tenant: str
+    provider: str
+    model: str
+    operation: str
+    token_type: str
+    drill_id: str
+
+
 @dataclass
 class DecodeResult:
     deltas: list[HistogramDelta] = field(default_factory=list)
@@ -84,16 +98,6 @@ def _side(nominal: str, scope_name: str) -> str:
     return "client" if scope_name.startswith(CLIENT_SCOPES) else nominal
 
 
-def series_id(resource_key: bytes, scope_name: str, name: str, attributes: Iterable[KeyValue]) -> str:
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(resource_key)
-    digest.update(scope_name.encode())
-    digest.update(name.encode())
-    for kv in sorted(attributes, key=lambda kv: kv.key):
-        digest.update(kv.SerializeToString())
-    return digest.hexdigest()
-
-
 class MetricDecoder:
     """Keeps each cumulative series' last point. One decoder per process: every series of a
     deployment reaches the one store process, whatever partition it came on."""
@@ -106,6 +110,8 @@ class MetricDecoder:
         self.resets_total = 0
         self.stale_total = 0
         self._labels: dict[bytes, dict[str, Any]] = {}
+        self._layouts: dict[tuple[tuple[float, ...], float], list[float]] = {}
+        self._identities: dict[tuple[bytes, str, str, bytes], SeriesIdentity] = {}
 
     def decode(self, request: ExportMetricsServiceRequest) -> DecodeResult:
         result = DecodeResult()
@@ -162,10 +168,15 @@ class MetricDecoder:
         self, point: HistogramDataPoint, name: str, metric: str, side: str, scale: float, temporality: int,
         resource_key: bytes, scope_name: str, resource: Mapping[str, Any], result: DecodeResult,
     ) -> HistogramDelta | None:  # fmt: skip
-        bounds = [b * scale for b in point.explicit_bounds]
         counts = list(point.bucket_counts)
-        _check_buckets(point, bounds, counts)
-        sid = series_id(resource_key, scope_name, name, point.attributes)
+        bounds = self._bounds(tuple(point.explicit_bounds), scale, len(counts))
+        if counts and sum(counts) != point.count:
+            raise BadPoint(f"bucket counts add up to {sum(counts)}, the point's count is {point.count}")
+        if not math.isfinite(point.sum):
+            raise BadPoint("the sum is not finite")
+        labels_key = _labels_key(point.attributes)
+        identity = self._identity(resource_key, scope_name, name, labels_key, point, metric, side, resource)
+        sid = identity.series_id
         count, total = point.count, point.sum * scale
         start_ns = point.start_time_unix_nano
         if temporality == CUMULATIVE:
@@ -198,20 +209,55 @@ class MetricDecoder:
                 return None
         elif count == 0:
             return None
-        labels = self._attrs(_labels_key(point.attributes), point.attributes)
-        service = str(resource.get("service.name") or labels.get("service.name") or "")
+        i = identity
         return HistogramDelta(
-            series_id=sid, metric=metric, side=side,
-            tenant=str(resource.get("tenant.id") or labels.get("tenant.id") or service), service=service,
-            provider=str(labels.get("gen_ai.provider.name") or labels.get("gen_ai.system") or ""),
-            model=str(labels.get("gen_ai.response.model") or labels.get("gen_ai.request.model") or "unknown"),
-            operation=str(labels.get("gen_ai.operation.name") or ""),
-            token_type=str(labels.get("gen_ai.token.type") or ""), start_ns=start_ns, time_ns=point.time_unix_nano,
-            count=count, sum=total, bounds=bounds, counts=counts,
+            series_id=sid, metric=metric, side=side, tenant=i.tenant, service=i.service, provider=i.provider,
+            model=i.model, operation=i.operation, token_type=i.token_type, start_ns=start_ns,
+            time_ns=point.time_unix_nano, count=count, sum=total, bounds=bounds, counts=counts,
             min=point.min * scale if point.HasField("min") and temporality == DELTA else math.nan,
             max=point.max * scale if point.HasField("max") and temporality == DELTA else math.nan,
-            drill_id=str(labels.get(DRILL_ATTRIBUTE) or resource.get(DRILL_ATTRIBUTE) or ""),
+            drill_id=i.drill_id,
         )  # fmt: skip
+
+    def _bounds(self, raw: tuple[float, ...], scale: float, buckets: int) -> list[float]:
+        """Checked and scaled once per bucket layout (a deployment has a handful)."""
+        key = (raw, scale)
+        found = self._layouts.get(key)
+        if found is None:
+            _check_bounds(raw)
+            if len(self._layouts) > 1_000:
+                self._layouts.clear()
+            found = self._layouts[key] = [b * scale for b in raw]
+        if buckets and buckets != len(found) + 1:
+            raise BadPoint(f"{buckets} bucket counts for {len(found)} bounds (want bounds + 1)")
+        if not buckets and found:
+            raise BadPoint("explicit bounds without bucket counts")
+        return found
+
+    def _identity(
+        self, resource_key: bytes, scope_name: str, name: str, labels_key: bytes, point: HistogramDataPoint,
+        metric: str, side: str, resource: Mapping[str, Any],
+    ) -> SeriesIdentity:  # fmt: skip
+        key = (resource_key, scope_name, name, labels_key)
+        found = self._identities.get(key)
+        if found is None:
+            labels = {kv.key: any_value(kv.value) for kv in point.attributes}
+            service = str(resource.get("service.name") or labels.get("service.name") or "")
+            digest = hashlib.blake2b(b"\x00".join((resource_key, scope_name.encode(), name.encode(), labels_key)),
+                                     digest_size=12)  # fmt: skip
+            found = SeriesIdentity(
+                series_id=digest.hexdigest(), service=service,
+                tenant=str(resource.get("tenant.id") or labels.get("tenant.id") or service),
+                provider=str(labels.get("gen_ai.provider.name") or labels.get("gen_ai.system") or ""),
+                model=str(labels.get("gen_ai.response.model") or labels.get("gen_ai.request.model") or "unknown"),
+                operation=str(labels.get("gen_ai.operation.name") or ""),
+                token_type=str(labels.get("gen_ai.token.type") or ""),
+                drill_id=str(labels.get(DRILL_ATTRIBUTE) or resource.get(DRILL_ATTRIBUTE) or ""),
+            )  # fmt: skip
+            if len(self._identities) >= MAX_SERIES:
+                self._identities.clear()
+            self._identities[key] = found
+        return found
 
     def _keep(self, sid: str, state: SeriesState) -> None:
         if sid not in self.series and len(self.series) >= MAX_SERIES:
@@ -228,19 +274,9 @@ def _labels_key(attributes: Iterable[KeyValue]) -> bytes:
     return b"".join(kv.SerializeToString() for kv in attributes)
 
 
-def _check_buckets(point: HistogramDataPoint, bounds: list[float], counts: list[int]) -> None:
-    if not counts:
-        if bounds:
-            raise BadPoint("explicit bounds without bucket counts")
-        return
-    if len(counts) != len(bounds) + 1:
-        raise BadPoint(f"{len(counts)} bucket counts for {len(bounds)} bounds (want bounds + 1)")
+def _check_bounds(bounds: tuple[float, ...]) -> None:
     if any(not math.isfinite(b) for b in bounds) or any(b >= c for b, c in itertools.pairwise(bounds)):
         raise BadPoint("bucket bounds are not finite and strictly increasing")
-    if sum(counts) != point.count:
-        raise BadPoint(f"bucket counts add up to {sum(counts)}, the point's count is {point.count}")
-    if not math.isfinite(point.sum):
-        raise BadPoint("the sum is not finite")
 
 
 def histogram_quantile(q: float, bounds: list[float], counts: list[int], lo: float = 0.0) -> tuple[float, float]:

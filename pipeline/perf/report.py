@@ -6,11 +6,9 @@ gap moves with the client's concurrency; each SLO's budget and burn rates.
 
 from __future__ import annotations
 
-import bisect
 import math
 import re
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +21,11 @@ if TYPE_CHECKING:
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_S = 400 * 86400
-#: Concurrency classes for the gap: requests in flight in the same service when one started.
-CONCURRENCY_EDGES = (1, 2, 4, 8, 16, 32, 64)
 #: The gap "grows with concurrency" when its median in the busiest class with enough pairs is at
 #: least this many times, and this many ms above, its median in the quietest one.
 GAP_GROWTH_RATIO, GAP_GROWTH_MIN_MS, MIN_PAIRS = 1.5, 20.0, 20
+#: Client vs server pairs are joined from raw rows: the most recent six hours at most.
+GAP_WINDOW_MAX_S = 6 * 3600
 
 
 def parse_since(text: str) -> int:
@@ -41,72 +39,45 @@ def parse_since(text: str) -> int:
     return seconds
 
 
-def _q(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 3)
+def aligned_start(start_s: int, since_s: int) -> int:
+    """Windows over a week start at midnight UTC and over six hours on the hour, so a long report
+    reads whole day and hour states and not a fringe of minutes (the report says where it starts)."""
+    step = 86400 if since_s > 7 * 86400 else 3600 if since_s > 6 * 3600 else 60
+    return start_s // step * step
 
 
-def concurrency_of(intervals: list[tuple[str, int, int]], starts: list[tuple[str, int]]) -> list[int]:
-    """For each (service, start ns): client requests of that service in flight at that moment."""
-    by_service: dict[str, tuple[list[int], list[int]]] = {}
-    grouped: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for service, start, end in intervals:
-        grouped[service].append((start, end))
-    for service, spans in grouped.items():
-        by_service[service] = (sorted(s for s, _ in spans), sorted(e for _, e in spans))
-    out = []
-    for service, start in starts:
-        begun, ended = by_service.get(service, ([], []))
-        out.append(max(1, bisect.bisect_right(begun, start) - bisect.bisect_right(ended, start)))
-    return out
+def gap_analysis(by_model: list[dict[str, Any]], by_level: list[dict[str, Any]]) -> dict[str, Any]:
+    """Client minus server e2e per pair, per model and by the client's concurrency (power-of-two
+    classes: 1, 2-3, 4-7, ...)."""
 
+    def ms(values: Any, i: int) -> float | None:
+        value = float(values[i])
+        return None if math.isnan(value) else round(value, 3)
 
-def gap_analysis(pairs: list[dict[str, Any]], intervals: list[tuple[str, int, int]]) -> dict[str, Any]:
-    """Client minus server e2e per pair, overall and by concurrency class."""
-    if not pairs:
-        return {"pairs": 0, "by_model": [], "by_concurrency": [], "gap_grows_with_concurrency": None}
-    levels = concurrency_of(intervals, [(p["service"], int(p["start_ns"])) for p in pairs])
-    by_model: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    by_level: dict[int, list[float]] = defaultdict(list)
-    for pair, level in zip(pairs, levels, strict=True):
-        pair["gap_ms"] = float(pair["client_ms"]) - float(pair["server_ms"])
-        by_model[(pair["service"], pair["model"])].append(pair)
-        edge = max(e for e in CONCURRENCY_EDGES if e <= level)
-        by_level[edge].append(pair["gap_ms"])
-    models = []
-    for (service, model), rows in sorted(by_model.items()):
-        gaps = [r["gap_ms"] for r in rows]
-        clients = [float(r["client_ms"]) for r in rows]
-        servers = [float(r["server_ms"]) for r in rows]
-        queues = [float(r["queue_ms"]) for r in rows if not math.isnan(float(r["queue_ms"]))]
-        models.append(
+    models = [
+        {
+            "service": r["service"], "model": r["model"], "pairs": int(r["pairs"]),
+            "client_e2e_p50_ms": ms(r["client"], 0), "client_e2e_p95_ms": ms(r["client"], 1),
+            "server_e2e_p50_ms": ms(r["server"], 0), "server_e2e_p95_ms": ms(r["server"], 1),
+            "gap_p50_ms": ms(r["gap"], 0), "gap_p95_ms": ms(r["gap"], 1),
+            "server_queue_p50_ms": ms(r["queue"], 0), "server_queue_p95_ms": ms(r["queue"], 1),
+        }
+        for r in by_model
+    ]  # fmt: skip
+    classes = []
+    for r in by_level:
+        level = int(r["level"])
+        label = "1" if level == 1 else f"{level}-{2 * level - 1}"
+        classes.append(
             {
-                "service": service,
-                "model": model,
-                "pairs": len(rows),
-                "client_e2e_p50_ms": _q(clients, 0.5),
-                "client_e2e_p95_ms": _q(clients, 0.95),
-                "server_e2e_p50_ms": _q(servers, 0.5),
-                "server_e2e_p95_ms": _q(servers, 0.95),
-                "gap_p50_ms": _q(gaps, 0.5),
-                "gap_p95_ms": _q(gaps, 0.95),
-                "server_queue_p50_ms": _q(queues, 0.5),
-                "server_queue_p95_ms": _q(queues, 0.95),
+                "concurrency": label,
+                "pairs": int(r["pairs"]),
+                "gap_p50_ms": ms(r["gap"], 0),
+                "gap_p95_ms": ms(r["gap"], 1),
             }
         )
-    classes = []
-    for i, edge in enumerate(CONCURRENCY_EDGES):
-        gaps = by_level.get(edge, [])
-        if gaps:
-            upper = CONCURRENCY_EDGES[i + 1] - 1 if i + 1 < len(CONCURRENCY_EDGES) else None
-            label = f"{edge}" if upper == edge else f"{edge}-{upper}" if upper else f"{edge}+"
-            classes.append(
-                {"concurrency": label, "pairs": len(gaps), "gap_p50_ms": _q(gaps, 0.5), "gap_p95_ms": _q(gaps, 0.95)}
-            )
     return {
-        "pairs": len(pairs),
+        "pairs": sum(m["pairs"] for m in models),
         "by_model": models,
         "by_concurrency": classes,
         "gap_grows_with_concurrency": gap_grows(classes),
@@ -151,7 +122,7 @@ def build_report(
     model: str | None = None, drills: bool = False, now_s: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     now = int(now_s if now_s is not None else time.time())
-    start, end = now - since_s, now + 60
+    start, end = aligned_start(now - since_s, since_s), now + 60
     report: dict[str, Any] = {
         "window": {"from": start, "to": now, "seconds": since_s},
         "filters": {"service": service, "model": model, "drills": drills},
@@ -159,10 +130,9 @@ def build_report(
         "metrics": metric_figures(perf.histograms(start, end, service=service, model=model, drills=drills)),
     }
     if not drills:
-        gap_window = min(since_s, 86400)
-        pairs = perf.pairs(now - gap_window, end, service=service, model=model)
-        intervals = perf.client_intervals(now - gap_window, end, service=service) if pairs else []
-        report["client_vs_server"] = {"window_s": gap_window, **gap_analysis(pairs, intervals)}
+        gap_window = min(since_s, GAP_WINDOW_MAX_S)
+        by_model, by_level = perf.gap(now - gap_window, end, service=service, model=model)
+        report["client_vs_server"] = {"window_s": gap_window, **gap_analysis(by_model, by_level)}
     if service_obj is not None:
         burns = service_obj.burns(now)
         report["slos"] = [b.as_dict() for b in burns if (b.drill_id != "") == drills]

@@ -358,36 +358,45 @@ class PerfStore:
         )
         return {r["drill_id"]: (dict(r["v"]), dict(r["b"])) for r in rows}
 
-    def pairs(
-        self, start_s: int, end_s: int, *, service: str | None = None, model: str | None = None, limit: int = 200_000
-    ) -> list[dict[str, Any]]:
+    def gap(
+        self, start_s: int, end_s: int, *, service: str | None = None, model: str | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Client and server rows of the same request (same trace; the server's parent is the client
-        span or one of its HTTP attempts), newest first."""
+        span or one of its HTTP attempts): per model, and per class of the client's concurrency
+        (client requests of its service in flight when it started, from a running sum of +1 at
+        each start and -1 at each end; ends sort first at equal times)."""
         where, params = self._filters(service, model, False)
-        return self.store.query(
-            "SELECT c.service AS service, c.model AS model, toUnixTimestamp64Nano(c.start_at) AS start_ns, "
-            "c.e2e_ms AS client_ms, s.e2e_ms AS server_ms, c.ttft_ms AS client_ttft_ms, s.ttft_ms AS server_ttft_ms, "
-            "s.queue_ms AS queue_ms FROM (SELECT * FROM perf_requests FINAL WHERE side = 'client' "
-            f"AND start_at >= toDateTime64({{lo:Int64}}, 6, 'UTC') AND start_at < toDateTime64({{hi:Int64}}, 6, 'UTC') "
-            f"AND {where}) AS c ARRAY JOIN arrayConcat([c.span_id], c.attempt_span_ids) AS pid "
-            "INNER JOIN (SELECT trace_id, parent_span_id, e2e_ms, ttft_ms, queue_ms FROM perf_requests FINAL "
+        params.update({"lo": start_s, "hi": end_s})
+        clients = (
+            "SELECT request_id, trace_id, span_id, attempt_span_ids, service, model, start_at, e2e_ms "
+            "FROM perf_requests FINAL WHERE side = 'client' AND start_at >= toDateTime64({lo:Int64}, 6, 'UTC') "
+            f"AND start_at < toDateTime64({{hi:Int64}}, 6, 'UTC') AND {where}"
+        )
+        paired = (
+            f"WITH clients AS ({clients}), "
+            "inflight AS (SELECT request_id, n FROM (SELECT request_id, kind, sum(delta) OVER (PARTITION BY service "
+            "ORDER BY t, kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n FROM ("
+            "SELECT request_id, service, toUnixTimestamp64Nano(start_at) AS t, 1 AS kind, 1 AS delta FROM clients "
+            "UNION ALL SELECT request_id, service, toUnixTimestamp64Nano(start_at) + toInt64(e2e_ms * 1e6) AS t, "
+            "0 AS kind, -1 AS delta FROM clients)) WHERE kind = 1), "
+            "pairs AS (SELECT c.service AS service, c.model AS model, c.request_id AS request_id, "
+            "c.e2e_ms AS client_ms, s.e2e_ms AS server_ms, s.queue_ms AS queue_ms, c.e2e_ms - s.e2e_ms AS gap_ms "
+            "FROM clients AS c ARRAY JOIN arrayConcat([c.span_id], c.attempt_span_ids) AS pid "
+            "INNER JOIN (SELECT trace_id, parent_span_id, e2e_ms, queue_ms FROM perf_requests FINAL "
             "WHERE side = 'server' AND start_at >= toDateTime64({lo:Int64} - 600, 6, 'UTC')) AS s "
-            "ON s.trace_id = c.trace_id AND s.parent_span_id = pid ORDER BY start_ns DESC LIMIT {limit:UInt32}",
-            {**params, "lo": start_s, "hi": end_s, "limit": limit},
+            "ON s.trace_id = c.trace_id AND s.parent_span_id = pid) "
         )
-
-    def client_intervals(
-        self, start_s: int, end_s: int, *, service: str | None = None, limit: int = 400_000
-    ) -> list[tuple[str, int, int]]:
-        """(service, start ns, end ns) of client requests: the concurrency each one met."""
-        where, params = self._filters(service, None, False)
         rows = self.store.query(
-            "SELECT service, toUnixTimestamp64Nano(start_at) AS s, e2e_ms FROM perf_requests FINAL "
-            "WHERE side = 'client' AND start_at >= toDateTime64({lo:Int64}, 6, 'UTC') "
-            f"AND start_at < toDateTime64({{hi:Int64}}, 6, 'UTC') AND {where} LIMIT {{limit:UInt32}}",
-            {**params, "lo": start_s - 600, "hi": end_s, "limit": limit},
+            paired + "SELECT service, model, toUInt32(pow(2, floor(log2(greatest(n, 1))))) AS level, count() AS pairs, "
+            "quantiles(0.5, 0.95)(client_ms) AS client, quantiles(0.5, 0.95)(server_ms) AS server, "
+            "quantiles(0.5, 0.95)(gap_ms) AS gap, quantilesIf(0.5, 0.95)(queue_ms, NOT isNaN(queue_ms)) AS queue, "
+            "grouping(service, model) AS per_level FROM pairs INNER JOIN inflight USING request_id "
+            "GROUP BY GROUPING SETS ((service, model), (level)) ORDER BY service, model, level",
+            params,
         )
-        return [(r["service"], int(r["s"]), int(r["s"]) + int(r["e2e_ms"] * 1e6)) for r in rows]
+        by_model = [r for r in rows if not r["per_level"]]
+        by_level = [r for r in rows if r["per_level"]]
+        return by_model, by_level
 
     def alerts(self, *, limit: int = 100, drill_prefix: str | None = None) -> list[dict[str, Any]]:
         where, params = "drill_id = ''", dict[str, Any](limit=limit)
