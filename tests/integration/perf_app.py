@@ -65,7 +65,8 @@ def make_stub(tracer: Any, truth: list[dict[str, float]]) -> type[BaseHTTPReques
                 first = first or time.time_ns()
             self._send({"id": f"c{index}", "object": "chat.completion.chunk", "created": 1, "model": model,
                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + CHUNKS}})  # fmt: skip
+                        "usage": {"prompt_tokens": 12, "completion_tokens": CHUNKS,
+                                  "total_tokens": 12 + CHUNKS}})  # fmt: skip
             self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()

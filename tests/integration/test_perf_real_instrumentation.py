@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ import httpx
 import pytest
 
 from pipeline.settings import Settings
-from pipeline.stack.supervisor import wait_tcp
 from tests.helpers import REPO
+from tests.integration.perf_stack import env_of, processes  # noqa: F401 - a fixture
 
 REQUESTS = 40
 TOLERANCE = 0.10
@@ -34,43 +33,6 @@ TOLERANCE = 0.10
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, -(-int(q * 1000) * len(ordered) // 1000) - 1)]
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "OODWATCH_DATA_DIR": str(settings.data_dir),
-        "OODWATCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "OODWATCH_API_PORT": str(settings.api_port),
-        "OODWATCH_RECEIVER_PORT": str(settings.receiver_port),
-        "OODWATCH_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "OODWATCH_PERF_EVAL_INTERVAL_S": "2",
-        "OODWATCH_PERF_ROLL_INTERVAL_S": "0.5",
-        "OODWATCH_KAFKA_IDEMPOTENT_PRODUCER": "false",  # tansu refuses idempotent producers
-    }
-
-
-@pytest.fixture
-def processes(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    """The real store process (sink + perf consumer + API) and the real receiver, as `oodwatch up` runs them."""
-    started = []
-    for command in ("store", "receiver"):
-        log = open(tmp_path / f"{command}.log", "wb")  # noqa: SIM115 - closed below
-        started.append((subprocess.Popen([sys.executable, "-m", "pipeline.cli", command], cwd=REPO,
-                                         env=env_of(settings), stdout=log, stderr=subprocess.STDOUT), log))  # fmt: skip
-    try:
-        assert wait_tcp("127.0.0.1", settings.api_port, 60.0), (tmp_path / "store.log").read_text()[-3000:]
-        assert wait_tcp("127.0.0.1", settings.receiver_port, 60.0), (tmp_path / "receiver.log").read_text()[-3000:]
-        yield settings
-    finally:
-        for process, log in started:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # as the supervisor does after its grace period
-                process.kill()
-                process.wait(timeout=10)
-            log.close()
 
 
 def report(settings: Settings, *args: str) -> dict[str, Any]:
@@ -83,7 +45,9 @@ def report(settings: Settings, *args: str) -> dict[str, Any]:
     return parsed
 
 
-def wait_for_requests(settings: Settings, service: str, want: dict[str, int], timeout_s: float = 90.0) -> dict[str, Any]:
+def wait_for_requests(
+    settings: Settings, service: str, want: dict[str, int], timeout_s: float = 90.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         got = report(settings, "--since", "15m", "--service", service)
@@ -110,7 +74,7 @@ def within(measured: float | None, expected: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_openllmetry_stream_timings_metrics_and_server_pairs(processes: Settings, tmp_path: Path) -> None:
+def test_openllmetry_stream_timings_metrics_and_server_pairs(processes: Settings, tmp_path: Path) -> None:  # noqa: F811
     truth = run_app(processes, "openllmetry", tmp_path / "truth.json")
     got = wait_for_requests(processes, "perf-openllmetry", {"client": REQUESTS})
     [client] = [r for r in got["models"] if r["side"] == "client"]
@@ -138,8 +102,8 @@ def test_openllmetry_stream_timings_metrics_and_server_pairs(processes: Settings
     # seconds (0, 5, 10, ...): every value in the first bucket, so flagged coarse, never precise.
     deadline = time.monotonic() + 30
     while True:
-        metrics = {(m["metric"], m["side"], m["token_type"]): m for m in report(processes, "--since", "15m",
-                                                                               "--service", "perf-openllmetry")["metrics"]}  # fmt: skip
+        rows = report(processes, "--since", "15m", "--service", "perf-openllmetry")["metrics"]
+        metrics = {(m["metric"], m["side"], m["token_type"]): m for m in rows}
         if metrics.get(("e2e", "client", ""), {}).get("count") == REQUESTS or time.monotonic() > deadline:
             break
         time.sleep(1.0)
@@ -150,7 +114,7 @@ def test_openllmetry_stream_timings_metrics_and_server_pairs(processes: Settings
 
 
 @pytest.mark.slow
-def test_opentelemetry_openai_v2_e2e_and_duration_metric(processes: Settings, tmp_path: Path) -> None:
+def test_opentelemetry_openai_v2_e2e_and_duration_metric(processes: Settings, tmp_path: Path) -> None:  # noqa: F811
     truth = run_app(processes, "otel-genai", tmp_path / "truth.json")
     got = wait_for_requests(processes, "perf-otel-genai", {"client": REQUESTS})
     [client] = [r for r in got["models"] if r["side"] == "client"]
