@@ -175,8 +175,8 @@ def raw_day(perf: Any, now_s: int, n: int, rng: random.Random) -> None:
         model, service = MODELS[i % 50], SERVICES[i % 5]
         trace, client_span, server_span = f"{i:032x}", f"{2 * i:016x}", f"{2 * i + 1:016x}"
         server_ms = 300 + rng.random() * 600
-        common = {"tenant": service, "service": service, "provider": "openai", "model": model, "operation": "chat",
-                  "output_tokens": 100, "input_tokens": 50}  # fmt: skip
+        common: dict[str, Any] = {"tenant": service, "service": service, "provider": "openai", "model": model,
+                                  "operation": "chat", "output_tokens": 100, "input_tokens": 50}  # fmt: skip
         client_ms = server_ms + 5 + rng.random() * 20
         rows.append(
             RequestTiming(request_id=request_id_for(trace, client_span), trace_id=trace, span_id=client_span,

@@ -121,7 +121,7 @@ def run_perf_drill(
     finally:
         client.close()
     regression_start = now_s - REGRESSION_MIN * 60
-    cases = []
+    cases: list[dict[str, Any]] = []
     for kind in ("regression", "control"):
         live = [a for a in alerts if a["drill_id"] == prefix + kind]
         first = replay.get(prefix + kind)

@@ -182,6 +182,9 @@ class MetricDecoder:
         if temporality == CUMULATIVE:
             previous = self.series.get(sid)
             state = SeriesState(start_ns, point.time_unix_nano, count, total, bounds, counts)
+            if previous is not None and start_ns < previous.start_ns:
+                result.stale += 1  # a replayed point of an epoch before the last reset
+                return None
             if previous is not None and previous.start_ns == start_ns:
                 if point.time_unix_nano <= previous.time_ns:
                     result.stale += 1

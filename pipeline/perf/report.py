@@ -24,8 +24,9 @@ MAX_WINDOW_S = 400 * 86400
 #: The gap "grows with concurrency" when its median in the busiest class with enough pairs is at
 #: least this many times, and this many ms above, its median in the quietest one.
 GAP_GROWTH_RATIO, GAP_GROWTH_MIN_MS, MIN_PAIRS = 1.5, 20.0, 20
-#: Client vs server pairs are joined from raw rows: the most recent six hours at most.
-GAP_WINDOW_MAX_S = 6 * 3600
+#: Client vs server pairs are joined from raw rows: the most recent hour at most (a diagnostic of
+#: where time goes now; the per-side quantiles above cover the whole window).
+GAP_WINDOW_MAX_S = 3600
 
 
 def parse_since(text: str) -> int:
