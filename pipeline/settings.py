@@ -18,6 +18,8 @@ class Topics(BaseSettings):
 
     otlp_spans: str = "otlp_spans"
     otlp_logs: str = "otlp_logs"
+    #: OTLP metrics (GenAI histograms) for the performance SLOs (issue 17).
+    otlp_metrics: str = "otlp_metrics"
     llm_events: str = "llm-events"
     screenings: str = "screenings"
     escalations: str = "escalations"
@@ -35,6 +37,7 @@ class Topics(BaseSettings):
         return [
             self.otlp_spans,
             self.otlp_logs,
+            self.otlp_metrics,
             self.llm_events,
             self.screenings,
             self.escalations,
@@ -197,6 +200,11 @@ class Settings(BaseSettings):
     guard_sessions_max: int = Field(default=100_000, ge=1)
     #: `oodwatch guard-proxy`'s port.
     guard_proxy_port: int = 8091
+    #: Performance SLOs (YAML, versioned; see docs/perf.md); empty: no live SLOs, reports only.
+    slo_file: Path | None = None
+    #: How often touched minutes are rolled up, and how often the SLOs' burn rates are evaluated.
+    perf_roll_interval_s: float = Field(default=2.0, gt=0)
+    perf_eval_interval_s: float = Field(default=15.0, gt=0)
     topics: Topics = Field(default_factory=Topics)
 
     @computed_field  # type: ignore[prop-decorator]

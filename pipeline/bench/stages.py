@@ -94,4 +94,8 @@ def bench_stage(settings: Settings, stage: str, *, batch_size: int, seconds: flo
         from pipeline.bench.store import bench_store
 
         return bench_store()
+    if stage == "perf":
+        from pipeline.bench.perf import bench_perf
+
+        return bench_perf(settings)
     raise ValueError(f"unknown stage {stage!r}")

@@ -100,5 +100,9 @@ class TriageClient:
         result: list[dict[str, Any]] = self._get("/api/drills/runs", limit=limit)
         return result
 
+    def perf(self, what: str, **params: Any) -> Any:
+        """`/api/perf/<what>`: report, series, slos, alerts, status."""
+        return self._get(f"/api/perf/{what}", **params)
+
     def close(self) -> None:
         self._http.close()

@@ -63,6 +63,8 @@ def stack_for(settings: Settings, local_judge: bool) -> Iterator[Settings]:
 
 
 def run_once(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    if args.family and "perf_regression" in args.family:
+        return run_perf_regression(settings, args)
     from pipeline.drills.report import chart, table
     from pipeline.drills.runner import run_drill
     from pipeline.drills.scenarios import FAMILIES
@@ -77,6 +79,22 @@ def run_once(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, An
     summary["chart"] = str(chart(summary, results, png))
     print(json.dumps(summary) if args.json else table(summary) + f"\nchart: {summary['chart']}", flush=True)
     return summary, FAILED_FLOOR if summary["failing_families"] else 0
+
+
+def run_perf_regression(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """The performance SLO drill (issue 17): its own injection and verification, same stack and report."""
+    from pipeline.cli.client import TriageClient
+    from pipeline.drills.perf_regression import render, results, run_perf_drill
+
+    with stack_for(settings, args.local_judge) as running:
+        summary = run_perf_drill(running, timeout_s=args.timeout, progress=_say)
+        client = TriageClient.from_settings(running)
+        try:
+            client.store_drill_results(summary["run_id"], [r.model_dump() for r in results(summary)])
+        finally:
+            client.close()
+    print(json.dumps(summary) if args.json else render(summary), flush=True)
+    return summary, 0 if summary["passed"] else FAILED_FLOOR
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.cli import drills as drills_cli
 from pipeline.cli import guard as guard_cli
+from pipeline.cli import perf as perf_cli
 from pipeline.cli import queue as queue_cli
 from pipeline.cli import tools as tools_cli
 from pipeline.settings import Settings
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     card.set_defaults(func=cmd_models_card)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
-    bench.add_argument("--stage", choices=["tier1", "tier2", "store", "pipeline", "guard"], default="tier1")
+    bench.add_argument("--stage", choices=["tier1", "tier2", "store", "pipeline", "guard", "perf"], default="tier1")
     bench.add_argument("--rate", type=float, default=200.0, help="guard: offered checks/s (open loop)")
     bench.add_argument("--workers", type=int, default=2, help="pipeline: worker processes")
     bench.add_argument(
@@ -382,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     queue_cli.add_commands(sub)
     drills_cli.add_commands(sub)
+    perf_cli.add_commands(sub)
     tools_cli.add_commands(sub)
     guard_cli.add_commands(sub)
     return parser

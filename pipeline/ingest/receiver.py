@@ -1,4 +1,6 @@
-"""OTLP/HTTP receiver: `POST /v1/traces` -> `otlp_spans`, `POST /v1/logs` -> `otlp_logs`.
+"""OTLP/HTTP receiver: `POST /v1/traces` -> `otlp_spans`, `POST /v1/logs` -> `otlp_logs`,
+`POST /v1/metrics` -> `otlp_metrics` (one record per resource, keyed by it, so a series stays on
+one partition and in order).
 
 Bodies are protobuf or JSON (gzip/deflate accepted), exactly as the OpenTelemetry SDK
 exporters send them. Each request is split per trace and written as one record per trace,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import time
@@ -38,6 +41,10 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -237,6 +244,27 @@ def split_logs(request: ExportLogsServiceRequest) -> dict[bytes, ExportLogsServi
     return _split(request, ExportLogsServiceRequest, ("resource_logs", "scope_logs", "log_records"), is_genai_record)
 
 
+def split_metrics(request: ExportMetricsServiceRequest) -> dict[bytes, ExportMetricsServiceRequest]:
+    """One request per resource, keyed by a hash of it: every series of one resource lands on one
+    partition, so its cumulative points arrive in order."""
+    per_resource: dict[bytes, ExportMetricsServiceRequest] = {}
+    for resource_metrics in request.resource_metrics:
+        key = hashlib.blake2b(resource_metrics.resource.SerializeToString(deterministic=True), digest_size=16).digest()
+        per_resource.setdefault(key, ExportMetricsServiceRequest()).resource_metrics.append(resource_metrics)
+    return per_resource
+
+
+def count_metric_points(request: ExportMetricsServiceRequest) -> int:
+    total = 0
+    for resource in request.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    total += len(getattr(metric, kind).data_points)
+    return total
+
+
 @dataclass(frozen=True)
 class Signal:
     name: str
@@ -262,6 +290,11 @@ TRACES = Signal(
 LOGS = Signal(
     "logs", ExportLogsServiceRequest, ExportLogsServiceResponse, lambda s: s.topics.otlp_logs, split_logs,
     count_log_records,
+)  # fmt: skip
+
+METRICS = Signal(
+    "metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse, lambda s: s.topics.otlp_metrics,
+    split_metrics, count_metric_points,
 )  # fmt: skip
 
 
@@ -483,6 +516,7 @@ def create_receiver_app(settings: Settings, producer: Producer) -> web.Applicati
     app[ADMISSION_KEY] = Admission(settings)
     app.router.add_post("/v1/traces", export_handler(TRACES))
     app.router.add_post("/v1/logs", export_handler(LOGS))
+    app.router.add_post("/v1/metrics", export_handler(METRICS))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
@@ -504,7 +538,7 @@ async def serve_receiver(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.receiver_port)
     await site.start()
-    log.info("OTLP receiver on %s/v1/traces and /v1/logs", settings.receiver_url)
+    log.info("OTLP receiver on %s/v1/traces, /v1/logs and /v1/metrics", settings.receiver_url)
     try:
         await asyncio.Event().wait()
     finally:

@@ -99,6 +99,18 @@ class Alerter:
                 self.counters.dropped += 1
                 log.error("alert queue full: session action %s not sent (it is stored)", action.record_id)
 
+    def submit_slo(self, alert: dict[str, Any]) -> None:
+        """An SLO burn-rate alert (pipeline.perf), already deduplicated per firing episode by its
+        raiser; drill alerts never get here, and are refused if they do."""
+        if alert.get("drill_id"):
+            self.counters.skipped_drills += 1
+            return
+        try:
+            self._queue.put_nowait({"type": "oodwatch.slo_burn", **alert})
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+            log.error("alert queue full: SLO alert for %s dropped (it is stored)", alert.get("slo"))
+
     def decide(self, bundle: EvidenceBundle) -> dict[str, Any] | None:
         if bundle.drill_id:
             self.counters.skipped_drills += 1
@@ -139,7 +151,8 @@ class Alerter:
         if self.webhook_url:
             targets.append((self.webhook_url, {"type": "oodwatch.escalation", **alert}))
         if self.slack_url:
-            targets.append((self.slack_url, slack_message(alert)))
+            slo = alert.get("type") == "oodwatch.slo_burn"
+            targets.append((self.slack_url, slo_slack_message(alert) if slo else slack_message(alert)))
         if alert.get("type") == "oodwatch.session_action":
             targets = [(url, alert if url == self.webhook_url else slack_action_message(alert)) for url, _ in targets]
         for url, body in targets:
@@ -151,8 +164,8 @@ class Alerter:
                 self.counters.failed += 1
                 # The URL may carry a secret (Slack's does): name the target kind, not the URL.
                 kind = "slack" if url == self.slack_url else "webhook"
-                log.warning("alert to %s failed for %s: %s", kind, alert.get("bundle_id") or alert.get("record_id"),
-                            type(exc).__name__)  # fmt: skip
+                what = alert.get("bundle_id") or alert.get("record_id") or alert.get("slo")
+                log.warning("alert to %s failed for %s: %s", kind, what, type(exc).__name__)
 
 
 def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
@@ -173,5 +186,14 @@ def slack_action_message(alert: dict[str, Any]) -> dict[str, Any]:
     text = (
         f":no_entry: oodwatch put a session of {alert['service']} under {alert['action']}{grant}: "
         f"{alert['reason']}{link}"
+    )
+    return {"text": text}
+
+
+def slo_slack_message(alert: dict[str, Any]) -> dict[str, Any]:
+    text = (
+        f":hourglass: oodwatch SLO {alert['severity']}: {alert['slo']} ({alert['objective']}) burning "
+        f"{alert['burn_long']}x over {alert['long_window_s'] // 60} min and {alert['burn_short']}x over "
+        f"{alert['short_window_s'] // 60} min; {alert['budget_left']:.0%} of the error budget left"
     )
     return {"text": text}

@@ -60,9 +60,11 @@ def create_api(
     is_ready: Callable[[], bool] = lambda: True,
     secure_cookies: bool = False,
     guard: Any = None,
+    perf: Any = None,
 ) -> FastAPI:
     """`background` is started with the app and cancelled with it (the sink, in the store process);
-    `guard` (a pipeline.guard.desk_api.GuardDesk) adds grants and session actions."""
+    `guard` (a pipeline.guard.desk_api.GuardDesk) adds grants and session actions; `perf` (a
+    pipeline.perf.service.PerfService) the performance routes and page."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -297,13 +299,18 @@ def create_api(
     async def ui_guard(request: Request) -> Response:
         return page(request, "guard.html")
 
+    if perf is not None:
+        from pipeline.perf.api import add_perf_routes
+
+        add_perf_routes(app, perf, Viewer, page)
+
     @app.get("/ui/login", include_in_schema=False)
     async def ui_login_form() -> Response:
         return HTMLResponse(_web("login.html"))
 
     @app.get("/ui/static/{name}", include_in_schema=False)
     async def ui_static(name: str) -> Response:
-        types = {"app.js": "text/javascript", "style.css": "text/css"}
+        types = {"app.js": "text/javascript", "perf.js": "text/javascript", "style.css": "text/css"}
         if name not in types:
             raise HTTPException(status_code=404)
         return Response(_web(name), media_type=types[name], headers={"Cache-Control": "no-cache"})

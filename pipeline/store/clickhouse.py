@@ -191,6 +191,11 @@ class Store:
             else:
                 self._client.command("ALTER TABLE screenings REMOVE TTL")
 
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """A statement without result rows (INSERT ... SELECT), values bound as in `query`."""
+        with self._lock:
+            self._client.command(sql, parameters=parameters or {})
+
     def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
         if rows:
             with self._lock:

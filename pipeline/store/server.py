@@ -6,6 +6,9 @@ import asyncio
 import logging
 
 from pipeline.guard.desk_api import GuardDesk
+from pipeline.perf.service import PerfService
+from pipeline.perf.slo import load_slo_file
+from pipeline.perf.store import PerfStore
 from pipeline.settings import Settings
 from pipeline.store.alerts import Alerter
 from pipeline.store.api import create_api
@@ -36,6 +39,9 @@ async def serve_store(settings: Settings) -> None:
     alerts = Alerter.from_settings(settings)
     sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None)
     guard = guard_desk(settings, store, alerts)
+    perf = PerfService(
+        settings, PerfStore(store, load_slo_file(settings.slo_file)), send_alert=alerts.submit_slo if alerts else None
+    )
 
     async def keep_sinking() -> None:
         """The API stays up while the broker is away; the sink reconnects on its own."""
@@ -50,7 +56,7 @@ async def serve_store(settings: Settings) -> None:
                 await asyncio.sleep(SINK_RETRY_S)
 
     async def background() -> None:
-        tasks = [asyncio.create_task(keep_sinking()), asyncio.create_task(guard.run())]
+        tasks = [asyncio.create_task(keep_sinking()), asyncio.create_task(guard.run()), asyncio.create_task(perf.run())]
         if alerts:
             tasks.append(asyncio.create_task(alerts.run()))
         try:
@@ -68,6 +74,7 @@ async def serve_store(settings: Settings) -> None:
         is_ready=sink.ready.is_set,
         secure_cookies=settings.ui_secure_cookies,
         guard=guard,
+        perf=perf,
     )
     config = uvicorn.Config(app, host=settings.host, port=settings.api_port, log_level="warning", access_log=False)
     try:

@@ -132,6 +132,8 @@ class SessionEmitter:
             spec.name, kind=_KINDS[spec.kind], attributes={**spec.attributes, **extra}, start_time=start_ns
         )
         self.spans += 1
+        if spec.timing is not None:
+            return self._timed(tracer, span, spec, extra, start_ns)
         token = context.attach(trace.set_span_in_context(span))
         try:
             end_ns = start_ns + 1_000_000
@@ -141,6 +143,26 @@ class SessionEmitter:
             context.detach(token)
         span.end(end_time=end_ns + 5_000_000)
         return end_ns + 5_000_000
+
+    def _timed(self, tracer: Any, span: Any, spec: SpanSpec, extra: dict[str, Any], start_ns: int) -> int:
+        """A span with a realistic duration: its first chunk as an event, children one after
+        another from its offset (a retried attempt, then the server's own span)."""
+        timing = spec.timing
+        assert timing is not None
+        end_ns = start_ns + int(timing.duration_ms * 1e6)
+        if timing.first_chunk_ms is not None:
+            span.add_event("gen_ai.content.completion.chunk", timestamp=start_ns + int(timing.first_chunk_ms * 1e6))
+        if timing.error:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, timing.error))
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            child_ns = start_ns + int(timing.child_offset_ms * 1e6)
+            for child in spec.children:
+                child_ns = self._span(tracer, child, extra, child_ns)
+        finally:
+            context.detach(token)
+        span.end(end_time=max(end_ns, child_ns))
+        return max(end_ns, child_ns)
 
     def flush(self, timeout_s: float = 60.0) -> bool:
         return all(p.force_flush(int(timeout_s * 1000)) for p in self._providers.values())

@@ -104,11 +104,34 @@ INDIRECT_INJECTIONS = (
 
 
 @dataclass
+class Timing:
+    """How long a span takes (the emitter places it in time): a streamed answer's first chunk as
+    an OpenLLMetry-style chunk event, an error status, and where the child spans start."""
+
+    duration_ms: float
+    first_chunk_ms: float | None = None
+    error: str = ""
+    child_offset_ms: float = 0.0
+
+
+@dataclass
 class SpanSpec:
     name: str
     attributes: dict[str, Any]
     kind: str = "CLIENT"
     children: list[SpanSpec] = field(default_factory=list)
+    timing: Timing | None = None
+
+
+#: Per model: (median TTFT ms, ms per output token, served by our own vLLM, server queue mean ms).
+#: llama is self-hosted on an overloaded server (queueing), qwen is the slow model.
+LATENCY = {
+    "gpt-4o-mini": (350.0, 12.0, False, 0.0),
+    "claude-3-5-haiku": (450.0, 15.0, False, 0.0),
+    "llama-3.1-8b-instruct": (180.0, 22.0, True, 450.0),
+    "qwen2.5-7b-instruct": (900.0, 35.0, False, 0.0),
+}
+ERROR_RATE, RETRY_RATE = 0.02, 0.03
 
 
 @dataclass
@@ -141,8 +164,19 @@ class TrafficGenerator:
         while produced < events:
             attack = self.rng.random() < self.attack_ratio
             session = self.rng.choice(kinds)(attack)
+            self._time_calls(session.roots)
             produced += session.llm_spans()
             yield session
+
+    def _time_calls(self, specs: list[SpanSpec]) -> None:
+        for spec in specs:
+            model = spec.attributes.get("gen_ai.request.model") or spec.attributes.get("llm.model_name")
+            operation = spec.attributes.get("gen_ai.operation.name") or spec.attributes.get("llm.request.type")
+            kind = spec.attributes.get("openinference.span.kind")
+            if model and spec.timing is None and (operation in ("chat", "completion") or kind == "LLM"):
+                self._time_llm_call(spec, str(model))
+            else:
+                self._time_calls(spec.children)
 
     # -- session shapes ---------------------------------------------------------------
 
@@ -191,6 +225,42 @@ class TrafficGenerator:
             "POST /v1/chat", {"http.request.method": "POST", "url.path": "/v1/chat"}, kind="SERVER", children=turns
         )
         return Session(session_id, service, "chat", attack, [http])
+
+    def _time_llm_call(self, spec: SpanSpec, model: str) -> None:
+        """Realistic timings: a streamed answer (TTFT, then per-token decode), the self-hosted
+        model behind a queueing vLLM server (its SERVER span as a child, with vLLM's latency
+        attributes), occasional errors and retried attempts (HTTP client spans under the call)."""
+        ttft_median, per_token, self_hosted, queue_mean = LATENCY.get(model, (400.0, 15.0, False, 0.0))
+        attrs = spec.attributes
+        tokens = int(attrs.get("gen_ai.usage.output_tokens") or attrs.get("llm.token_count.completion")
+                     or attrs.get("gen_ai.usage.completion_tokens") or 50)  # fmt: skip
+        queue = self.rng.expovariate(1 / queue_mean) if queue_mean else 0.0
+        ttft = queue + ttft_median * self.rng.lognormvariate(0, 0.35)
+        decode = per_token * max(tokens - 1, 0) * self.rng.uniform(0.85, 1.2)
+        network = self.rng.uniform(3.0, 12.0)
+        error = "RateLimitError" if self.rng.random() < ERROR_RATE else ""
+        spec.attributes["gen_ai.is_streaming"] = True
+        if error:
+            spec.attributes["error.type"] = error
+            spec.timing = Timing(duration_ms=network * 2 + self.rng.uniform(5, 30), error=error)
+            return
+        spec.timing = Timing(duration_ms=ttft + decode + 2 * network, first_chunk_ms=ttft + 2 * network,
+                             child_offset_ms=network)  # fmt: skip
+        if self.rng.random() < RETRY_RATE:  # a 429 answered fast, then the attempt that served it
+            spec.children.append(SpanSpec("POST", {"http.request.method": "POST", "http.response.status_code": 429},
+                                          timing=Timing(duration_ms=network * 2)))  # fmt: skip
+            spec.children.append(SpanSpec("POST", {"http.request.method": "POST", "http.request.resend_count": 1},
+                                          timing=Timing(duration_ms=ttft + decode)))  # fmt: skip
+        if self_hosted:
+            spec.children.append(
+                SpanSpec("llm_request", {
+                    "gen_ai.response.model": model, "gen_ai.usage.completion_tokens": tokens,
+                    "gen_ai.latency.time_in_queue": queue / 1000, "gen_ai.latency.time_to_first_token": ttft / 1000,
+                    "gen_ai.latency.e2e": (ttft + decode) / 1000,
+                    "gen_ai.latency.time_in_model_prefill": (ttft - queue) / 1000,
+                    "gen_ai.latency.time_in_model_decode": decode / 1000,
+                }, kind="SERVER", timing=Timing(duration_ms=ttft + decode))
+            )  # fmt: skip
 
     def rag_answer(self, attack: bool) -> Session:
         """OpenInference: a retriever span and an LLM span; an attack hides in a document."""

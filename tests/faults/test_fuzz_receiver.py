@@ -27,6 +27,7 @@ from google.rpc.status_pb2 import Status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
@@ -34,12 +35,14 @@ from pipeline.agents.common import TopicHandles
 from pipeline.agents.log_join import LogJoin
 from pipeline.agents.normalize import Normalizer
 from pipeline.ingest.receiver import create_receiver_app
+from pipeline.perf.metrics import KNOWN, MetricDecoder
+from pipeline.perf.spans import timings_from_request
 from pipeline.settings import Settings, Topics
 from pipeline.stack.topics import ensure_topics
 from schemas.dead_letter import DeadLetter
 from schemas.events import LLMEvent
 from schemas.otel_logs import content_by_span, parse_logs_request
-from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
+from schemas.otel_mapping import MalformedRecord, map_request, parse_otlp, parse_trace_request
 from tests.faults.ledger import record as ledger_record
 from tests.faults.test_receiver_overload import running_broker, running_receiver
 from tests.helpers import request, span, test_settings
@@ -124,12 +127,23 @@ def check(receiver: InProcessReceiver, path: str, body: bytes, content_type: str
         try:
             if topic == "otlp_logs":
                 content_by_span(parse_logs_request(value))
+            elif topic == "otlp_metrics":  # the perf consumer: points refused with reasons, never raised
+                result = PERF_DECODER.decode(parse_otlp(value, ExportMetricsServiceRequest))
+                assert all(reason for reason in result.refused)
+                assert all(d.count > 0 and sum(d.counts) in (0, d.count) for d in result.deltas)
             else:
-                for event in map_request(parse_trace_request(value)).events:
+                traces = parse_trace_request(value)
+                for event in map_request(traces).events:
                     LLMEvent.model_validate_json(event.model_dump_json())
+                for timing in timings_from_request(traces):  # the perf consumer reads the same records
+                    assert timing.e2e_ms >= 0 and not timing.ttft_ms < 0
         except MalformedRecord as exc:  # would be a dead letter with this reason
             assert str(exc)
     return status
+
+
+#: One decoder across examples, as in the store process: cumulative state carries over requests.
+PERF_DECODER = MetricDecoder()
 
 
 # -- strategies: OTLP/JSON-shaped documents with wrong types anywhere ------------------------
@@ -236,18 +250,94 @@ valid_trace_json = st.builds(
 )
 
 
+# -- OTLP/JSON metrics: GenAI histograms with hostile numbers, buckets and temporalities ------
+
+number = (
+    st.integers(-5, 2**64) | st.floats() | st.text(max_size=6) | st.sampled_from(["NaN", "Infinity", "-1", "1e999"])
+)
+small = st.integers(0, 50)
+point_json = st.fixed_dictionaries(
+    {},
+    optional={
+        "startTimeUnixNano": st.sampled_from(["1700000000000000000", "1700000060000000000", "0"]) | number,
+        "timeUnixNano": st.integers(1_700_000_000, 1_700_000_600).map(lambda s: str(s * 10**9)) | number,
+        "count": small | number,
+        "sum": st.floats(0, 100) | number,
+        "bucketCounts": st.lists(small | number, max_size=5) | junk,
+        "explicitBounds": st.lists(st.floats(0, 10) | number, max_size=5) | junk,
+        "attributes": st.lists(
+            st.builds(lambda k, v: {"key": k, "value": {"stringValue": v}},
+                      st.sampled_from(["gen_ai.request.model", "gen_ai.token.type", "x"]), st.sampled_from(["m", "o"])),
+            max_size=2,
+        ) | attributes_json,
+        "min": number,
+        "max": number,
+    },
+)  # fmt: skip
+metric_json = st.fixed_dictionaries(
+    {"name": st.sampled_from([*KNOWN, "gen_ai.client.generation.choices", "x.y", ""]) | junk},
+    optional={
+        "unit": st.sampled_from(["s", "ms", "{token}", "", "h"]) | junk,
+        "histogram": st.fixed_dictionaries(
+            {"dataPoints": st.lists(point_json, max_size=3) | junk},
+            optional={"aggregationTemporality": st.integers(-1, 3) | st.just("AGGREGATION_TEMPORALITY_DELTA")},
+        ) | junk,
+        "sum": st.fixed_dictionaries({"dataPoints": st.lists(st.fixed_dictionaries({"asInt": number}), max_size=2)}),
+        "exponentialHistogram": st.fixed_dictionaries({"dataPoints": st.lists(point_json, max_size=1)}),
+    },
+)  # fmt: skip
+metrics_json = (
+    st.fixed_dictionaries(
+        {
+            "resourceMetrics": st.lists(
+                st.fixed_dictionaries(
+                    {"scopeMetrics": st.lists(
+                        st.fixed_dictionaries(
+                            {"metrics": st.lists(metric_json, max_size=3) | junk},
+                            optional={"scope": st.fixed_dictionaries(
+                                {"name": st.sampled_from(["opentelemetry.instrumentation.openai.v1", "vllm", ""])})},
+                        ), max_size=2) | junk},
+                    optional={"resource": st.fixed_dictionaries({"attributes": attributes_json}) | junk},
+                ) | junk,
+                max_size=2,
+            ) | junk
+        }
+    )
+    | junk
+)  # fmt: skip
+
+
+@FUZZ
+@given(metrics_json)
+def test_fuzzed_otlp_metrics_get_4xx_or_decode_with_reasons(receiver: InProcessReceiver, document: Any) -> None:
+    check(receiver, "/v1/metrics", json.dumps(document).encode(), JSON)
+
+
+def test_huge_metric_point_counts_get_413_past_the_limit(receiver: InProcessReceiver) -> None:
+    def many(count: int) -> bytes:
+        metrics = ExportMetricsServiceRequest()
+        metric = metrics.resource_metrics.add().scope_metrics.add().metrics.add(name="gen_ai.client.operation.duration")
+        metric.histogram.data_points.add(count=1, bucket_counts=[1])
+        metric.histogram.data_points.extend([metric.histogram.data_points[0]] * (count - 1))
+        return metrics.SerializeToString()
+
+    assert check(receiver, "/v1/metrics", many(MAX_ITEMS), PROTOBUF) == 200
+    assert check(receiver, "/v1/metrics", many(MAX_ITEMS + 1), PROTOBUF) == 413
+
+
 def valid_trace(**attributes: Any) -> bytes:
     return request(span({"gen_ai.operation.name": "chat", **attributes})).SerializeToString()
 
 
 @FUZZ
-@given(valid_trace_json | trace_json, st.sampled_from(["/v1/traces", "/v1/logs"]))
+@given(valid_trace_json | trace_json, st.sampled_from(["/v1/traces", "/v1/logs", "/v1/metrics"]))
 def test_fuzzed_otlp_json_gets_4xx_or_maps(receiver: InProcessReceiver, document: Any, path: str) -> None:
     check(receiver, path, json.dumps(document).encode(), JSON)
 
 
 @FUZZ
-@given(st.binary(max_size=2_000), st.sampled_from([PROTOBUF, JSON]), st.sampled_from(["/v1/traces", "/v1/logs"]))
+@given(st.binary(max_size=2_000), st.sampled_from([PROTOBUF, JSON]), st.sampled_from(["/v1/traces", "/v1/logs",
+                                                                                        "/v1/metrics"]))  # fmt: skip
 def test_random_bytes_get_4xx_or_map(receiver: InProcessReceiver, body: bytes, content_type: str, path: str) -> None:
     check(receiver, path, body, content_type)
 
