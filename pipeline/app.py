@@ -16,6 +16,7 @@ from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
 from pipeline.agents.screen import Screener, screen_stream
 from pipeline.agents.tools import SightingFilter, ToolPins, tools_stream
 from pipeline.faust_transport import App
+from pipeline.kafka_security import faust_credentials
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
 from pipeline.tier3 import Tier3, judge_stream
@@ -122,7 +123,7 @@ def create_app(
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=6.0,
         broker_heartbeat_interval=2.0,
@@ -130,6 +131,7 @@ def create_app(
         value_serializer="raw",
         key_serializer="raw",
         producer_linger=0.005,
+        broker_credentials=faust_credentials(settings),
     )
     names = settings.topics
 

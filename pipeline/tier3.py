@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch
 from pipeline.agents.screen import detector_view
 from pipeline.budget import TokenBucket
+from pipeline.observability.metrics import StageMetrics, metrics
 from pipeline.policy import RoutingPolicy, TierBudget
 from schemas.events import LLMEvent
 from schemas.evidence import Decision, EvidenceBundle, Hop, QueueState, Severity
@@ -110,6 +111,7 @@ class Tier3:
         granted = self.bucket.take(len(order))
         out = list(bundles)
         if len(order) > granted:
+            metrics().budget_rejections.labels(tier="tier3").inc(len(order) - granted)
             log.warning("tier 3 over its rate budget: %d bundles go to the human queue unjudged", len(order) - granted)
             for i in order[granted:]:
                 out[i] = skipped(bundles[i], "over its rate budget", time.time_ns())
@@ -127,7 +129,12 @@ class Tier3:
 async def judge_stream(stream: Any, topics: TopicHandles, tier3: Tier3, *, batch_size: int, window_s: float) -> None:
     """The judge agent: bundles from `judge-requests` -> judged bundles on `evidence`. Its own
     agent, so a slow judge holds back only its own queue, never tier 2 or the bundles it skips."""
+    stage = StageMetrics(STAGE)
+    instruments = metrics()
+    breaker = getattr(tier3.judge, "breaker", None)
     async for batch in stream.take_events(batch_size, within=window_s):
+        stage.records_in(len(batch))
+        started = time.perf_counter()
         bundles, sources = await decode_batch(batch, EvidenceBundle, topics, STAGE)
         if not bundles:
             continue
@@ -138,3 +145,11 @@ async def judge_stream(stream: Any, topics: TopicHandles, tier3: Tier3, *, batch
             continue
         for bundle in judged:
             await topics.evidence.send(key=bundle.session_id.encode(), value=bundle.model_dump_json().encode())
+            status = bundle.judge_status.value
+            instruments.judge_calls.labels(status=status).inc()
+            stage.escalation("tier3", bundle.categories[0] if bundle.categories else "none", status)
+            stage.hop_ns("judge", bundle.created_ns, bundle.hops[-1].at_ns)
+        stage.events_out("evidence", len(judged))
+        stage.batch(len(bundles), time.perf_counter() - started)
+        if breaker is not None:
+            instruments.judge_breaker_open.set(0 if breaker.state == "closed" else 1)

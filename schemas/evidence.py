@@ -82,6 +82,8 @@ class Screening(BaseModel):
     event_id: str
     session_id: str
     trace_id: str
+    #: The screened span's id (hex), so a verdict can point back at its span.
+    span_id: str = ""
     service: str
     model: str | None
     operation: str

@@ -76,6 +76,7 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         "broker_port": free_port(),
         "receiver_port": free_port(),
         "api_port": free_port(),
+        "worker_metrics_port": free_port(),
         "topic_partitions": 2,
         **overrides,
     }

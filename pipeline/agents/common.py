@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from pipeline.observability.metrics import metrics
 from schemas.dead_letter import DeadLetter
 
 log = logging.getLogger("oodwatch.agents")
@@ -30,8 +31,12 @@ class TopicHandles:
     tool_registry: Any = None
 
 
-async def dead_letter(topics: TopicHandles, *, stage: str, reason: str, message: Any, payload: bytes) -> None:
-    """Keep the bad record with its reason on the dead-letter topic; the stream goes on."""
+async def dead_letter(
+    topics: TopicHandles, *, stage: str, reason: str, message: Any, payload: bytes, kind: str = "other"
+) -> None:
+    """Keep the bad record with its reason on the dead-letter topic; the stream goes on. `kind`
+    is the reason's class for the dead-letter counter (the reason itself is free text)."""
+    metrics().dead_letters.labels(stage=stage, reason=kind).inc()
     letter = DeadLetter.of(
         stage=stage,
         reason=reason,
@@ -64,7 +69,7 @@ async def decode_batch(
         except ValidationError as exc:
             await dead_letter(
                 topics, stage=stage, reason=f"not a {record_type.__name__}: {exc.errors()[:3]}", message=event.message,
-                payload=event.value or b"",
+                payload=event.value or b"", kind="invalid_record",
             )  # fmt: skip
     return records, sources
 
@@ -75,7 +80,7 @@ async def dead_letter_batch(topics: TopicHandles, stage: str, sources: list[Any]
     for event in sources:
         await dead_letter(
             topics, stage=stage, reason=f"{stage} failed: {type(exc).__name__}: {exc}", message=event.message,
-            payload=event.value or b"",
+            payload=event.value or b"", kind="stage_error",
         )  # fmt: skip
 
 

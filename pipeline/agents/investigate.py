@@ -15,6 +15,7 @@ from detectors.tool_policy import INTENT_DETECTOR, INTENT_DISTANCE_THRESHOLD, OF
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.agents.screen import detector_view
 from pipeline.budget import TokenBucket
+from pipeline.observability.metrics import StageMetrics, metrics
 from pipeline.policy import RoutingPolicy, TierBudget
 from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
 from schemas.evidence import (
@@ -92,6 +93,8 @@ async def _investigate(
     ranked = sorted(escalations, key=lambda e: (e.screening.severity or Severity.LOW).rank, reverse=True)
     granted = bucket.take(len(ranked))
     chosen, deferred = ranked[:granted], ranked[granted:]
+    if deferred:
+        metrics().budget_rejections.labels(tier="tier2").inc(len(deferred))
     bundles = []
     if deferred:
         log.warning("tier 2 over its rate budget: %d escalations go on without it", len(deferred))
@@ -180,7 +183,10 @@ async def investigate_stream(
     loop = asyncio.get_running_loop()
     limits = budget or TierBudget()
     bucket = TokenBucket(limits.max_rate_per_s, limits.burst)
+    stage = StageMetrics(STAGE)
     async for batch in stream.take_events(batch_size, within=window_s):
+        stage.records_in(len(batch))
+        started = time.perf_counter()
         escalations, sources = await decode_batch(batch, Escalation, topics, STAGE)
         if not escalations:
             continue
@@ -191,8 +197,24 @@ async def investigate_stream(
             continue
         for bundle in bundles:
             key = bundle.session_id.encode()
+            stage.hop_ns("investigate", bundle.screenings[0].screened_ns, bundle.created_ns)
+            tier2_category(stage, bundle)
             if judge_policy is not None and needs_judge(bundle, judge_policy):
                 await topics.judge_requests.send(key=key, value=bundle.model_dump_json().encode())
+                stage.events_out("judge_requests")
                 continue
             note = NOT_CONFIGURED if judge_policy is None else NOT_NEEDED
             await topics.evidence.send(key=key, value=unjudged(bundle, note, time.time_ns()).model_dump_json().encode())
+            stage.events_out("evidence")
+        stage.batch(len(escalations), time.perf_counter() - started)
+
+
+def tier2_category(stage: StageMetrics, bundle: EvidenceBundle) -> None:
+    """Counts tier 2's part in a bundle: flagged (by its top category) or why it did not look."""
+    flagged = [s for t in bundle.tier2 for s in t.scores if s.flagged]
+    if flagged:
+        stage.escalation("tier2", max(flagged, key=lambda s: s.score).category, "flagged")
+    elif not bundle.tier2:
+        note = bundle.hops[-1].note or ""
+        reason = "over_budget" if "rate budget" in note else "timeout" if "timed out" in note else "not_run"
+        stage.escalation("tier2", "none", reason)

@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.agents.common import TopicHandles, dead_letter, log, received_ns
 from pipeline.agents.log_join import JoinOutput, LogJoin
+from pipeline.observability.metrics import StageMetrics
 from schemas.otel_logs import content_by_span, parse_logs_request
 from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
 
@@ -19,6 +20,7 @@ STAGE = "normalize"
 
 class NormalizeCounters:
     def __init__(self) -> None:
+        self.metrics = StageMetrics(STAGE)
         self.records = 0
         self.events = 0
         self.skipped_spans = 0
@@ -35,6 +37,8 @@ async def emit(out: JoinOutput, topics: TopicHandles, counters: NormalizeCounter
             continue
         counters.events += 1
         await topics.llm_events.send(key=llm_event.session_id.encode(), value=value)
+        counters.metrics.events_out("llm_events")
+        counters.metrics.hop_ns("normalize", llm_event.received_ns, llm_event.normalized_ns)
     for source in out.acks:
         source.ack()
 
@@ -46,6 +50,7 @@ async def normalize_stream(
         message = event.message
         payload: bytes = event.value or b""
         counters.records += 1
+        counters.metrics.records_in()
         try:
             if message.topic == logs_topic:
                 out = join.add_logs(content_by_span(parse_logs_request(payload)), event)
@@ -60,7 +65,8 @@ async def normalize_stream(
                 log.exception("normalize failed on %s[%s]@%s", message.topic, message.partition, message.offset)
             reason = str(exc) if isinstance(exc, MalformedRecord) else f"internal error: {type(exc).__name__}: {exc}"
             counters.dead_letters += 1
-            await dead_letter(topics, stage=STAGE, reason=reason, message=message, payload=payload)
+            kind = "malformed" if isinstance(exc, MalformedRecord) else "internal_error"
+            await dead_letter(topics, stage=STAGE, reason=reason, message=message, payload=payload, kind=kind)
             event.ack()
             continue
         await emit(out, topics, counters)

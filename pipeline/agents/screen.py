@@ -13,6 +13,7 @@ from detectors.base import Detector
 from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
 from pipeline.agents.tools import SightingFilter
+from pipeline.observability.metrics import StageMetrics
 from pipeline.policy import RoutingPolicy, SessionRisk
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening
@@ -87,6 +88,7 @@ class Screener:
                     event_id=event.event_id,
                     session_id=event.session_id,
                     trace_id=event.trace_id,
+                    span_id=event.span_id,
                     service=event.service,
                     model=event.model,
                     operation=event.operation,
@@ -110,6 +112,13 @@ class Screener:
         return self.route(events, self.score(events), {} if sessions is None else sessions)
 
 
+def top_category(screening: Screening) -> str:
+    """The flagged category with the highest score, for the escalation counter; `session` when
+    only the session's accumulated risk escalated it."""
+    flagged = [s for s in screening.scores if s.flagged]
+    return max(flagged, key=lambda s: s.score).category if flagged else "session"
+
+
 async def screen_stream(
     stream: Any,
     topics: TopicHandles,
@@ -125,7 +134,10 @@ async def screen_stream(
     tool definitions to send on to the tools agent (keyed by tool identity)."""
     session_table: MutableMapping[str, Any] = {} if sessions is None else sessions
     loop = asyncio.get_running_loop()
+    stage = StageMetrics(STAGE)
     async for batch in stream.take_events(batch_size, within=window_s):
+        stage.records_in(len(batch))
+        started = time.perf_counter()
         events, sources = await decode_batch(batch, LLMEvent, topics, STAGE)
         if not events:
             continue
@@ -138,10 +150,15 @@ async def screen_stream(
         for llm_event, screening in zip(events, screenings, strict=True):
             key = screening.session_id.encode()
             await topics.screenings.send(key=key, value=screening.model_dump_json().encode())
+            stage.hop_ns("screen", screening.normalized_ns, screening.screened_ns)
             if screening.decision is not Decision.PASS:  # uncertain ones get tier 2's second look
                 escalation = Escalation(event=llm_event, screening=screening)
                 await topics.escalations.send(key=key, value=escalation.model_dump_json().encode())
+                stage.escalation("tier1", top_category(screening), screening.decision.value)
                 log.info("escalated", extra={"event_id": screening.event_id, "session_id": screening.session_id})
+        stage.events_out("screenings", len(screenings))
+        stage.events_out("escalations", sum(s.decision is not Decision.PASS for s in screenings))
+        stage.batch(len(events), time.perf_counter() - started)
         if sightings is not None:
             for sighting in sightings.select(events, time.time_ns()):
                 value = sighting.model_dump_json().encode()

@@ -146,11 +146,8 @@ class Stack:
             self._wait(store, lambda: http_ok(f"{s.api_url}/readyz"), f"store on {s.api_url}")
             ready_files = []
             for index in range(self.workers):
-                ready = self.run_dir / f"worker-{index}.ready"
-                ready.unlink(missing_ok=True)
-                ready_files.append(ready)
                 self.progress(f"starting worker {index + 1}/{self.workers}")
-                self._spawn(f"worker-{index}", self._oodwatch("worker", "--ready-file", str(ready)))
+                ready_files.append(self._spawn_worker(index))
             self.progress("starting OTLP receiver")
             receiver = self._spawn("receiver", self._oodwatch("receiver"))
             self._wait(receiver, lambda: http_ok(f"{s.receiver_url}/healthz"), f"receiver on {s.receiver_url}")
@@ -160,6 +157,27 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def worker_metrics_port(self, index: int) -> int:
+        """Each worker `oodwatch up` starts serves /metrics on its own port (0: none)."""
+        base = self.settings.worker_metrics_port
+        return base + index if base else 0
+
+    def _spawn_worker(self, index: int) -> Path:
+        ready = self.run_dir / f"worker-{index}.ready"
+        ready.unlink(missing_ok=True)
+        port = str(self.worker_metrics_port(index))
+        argv = self._oodwatch("worker", "--ready-file", str(ready), "--metrics-port", port)
+        self._spawn(f"worker-{index}", argv)
+        return ready
+
+    def add_worker(self) -> str:
+        """Start one more worker (scale out) and wait until it has joined its consumer group."""
+        index = 1 + max((int(c.name.split("-")[1]) for c in self.children if c.name.startswith("worker-")), default=-1)
+        ready = self._spawn_worker(index)
+        name = f"worker-{index}"
+        self._wait(self._child(name), ready.exists, f"{name} joined its consumer group")
+        return name
 
     def stop(self) -> None:
         """Reverse order, by PID: SIGTERM, then SIGKILL after a grace period."""
@@ -190,6 +208,9 @@ class Stack:
             check_port_free(s.host, s.broker_port, "embedded broker", "OODWATCH_BROKER_PORT")
         check_port_free(s.host, s.api_port, "triage API", "OODWATCH_API_PORT")
         check_port_free(s.host, s.receiver_port, "OTLP receiver", "OODWATCH_RECEIVER_PORT")
+        for index in range(self.workers):
+            if port := self.worker_metrics_port(index):
+                check_port_free(s.host, port, f"worker {index} metrics", "OODWATCH_WORKER_METRICS_PORT")
         if s.uses_local_judge:
             check_port_free(s.host, s.local_judge_port, "local judge", "OODWATCH_LOCAL_JUDGE_PORT")
             local_judge.server_command(s)  # says what is missing before anything starts

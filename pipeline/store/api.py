@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.text import screening_text
+from pipeline.observability.http import metrics_body
 from pipeline.store.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SESSION_TTL_S, Authenticator, Principal, Role
 from pipeline.store.clickhouse import Store
 from pipeline.store.desk import Desk, DeskError, Origin, QueueFilter, Sort, Status
@@ -158,6 +159,12 @@ def create_api(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Unauthenticated like the health checks: counters and latencies, no content or ids."""
+        body, content_type = metrics_body()
+        return Response(body, headers={"Content-Type": content_type})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> dict[str, str]:

@@ -20,10 +20,19 @@ SINK_RETRY_S = 2.0
 async def serve_store(settings: Settings) -> None:
     import uvicorn
 
-    store = Store.open(settings.store_dsn)
+    from pipeline.observability.lag import LagReader
+    from pipeline.observability.process import start_observability
+    from pipeline.observability.verdicts import exporter_from
+
+    observability = start_observability(settings, "store")
+    store = Store.open(settings.store_dsn, cluster=settings.clickhouse_cluster)
     store.apply_retention(settings.screening_ttl_days)
     alerts = Alerter.from_settings(settings)
-    sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None)
+    verdicts = exporter_from(
+        settings.otlp_verdicts_endpoint, settings.verdicts_queue_size, settings.verdicts_batch_size
+    )
+    sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None, verdicts=verdicts)
+    lag = LagReader(settings).start() if settings.metrics_enabled else None
 
     async def keep_sinking() -> None:
         """The API stays up while the broker is away; the sink reconnects on its own."""
@@ -41,6 +50,8 @@ async def serve_store(settings: Settings) -> None:
         tasks = [asyncio.create_task(keep_sinking())]
         if alerts:
             tasks.append(asyncio.create_task(alerts.run()))
+        if verdicts:
+            tasks.append(asyncio.create_task(verdicts.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -59,4 +70,7 @@ async def serve_store(settings: Settings) -> None:
     try:
         await uvicorn.Server(config).serve()
     finally:
+        if lag is not None:
+            lag.stop()
+        observability.stop()
         store.close()
