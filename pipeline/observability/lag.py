@@ -27,7 +27,7 @@ def read_lag(admin: Any, consumer: Any, groups: list[str]) -> dict[tuple[str, st
     """{(group, topic, partition): lag} for every partition a group has committed on."""
     lag: dict[tuple[str, str, int], int] = {}
     for group in groups:
-        committed = {tp: meta.offset for tp, meta in admin.list_consumer_group_offsets(group).items()}
+        committed = {tp: meta.offset for tp, meta in _committed(admin, group).items()}
         committed = {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
         if not committed:
             continue
@@ -35,6 +35,13 @@ def read_lag(admin: Any, consumer: Any, groups: list[str]) -> dict[tuple[str, st
         for tp, offset in committed.items():
             lag[(group, tp.topic, tp.partition)] = max(0, int(ends.get(tp, offset)) - int(offset))
     return lag
+
+
+def _committed(admin: Any, group: str) -> dict[Any, Any]:
+    """kafka-python 3 names it list_group_offsets (by group); 2.x list_consumer_group_offsets."""
+    if hasattr(admin, "list_group_offsets"):
+        return dict(admin.list_group_offsets({group: None}).get(group, {}))
+    return dict(admin.list_consumer_group_offsets(group))
 
 
 class LagReader:
