@@ -131,6 +131,7 @@ def create_app(
         value_serializer="raw",
         key_serializer="raw",
         producer_linger=0.005,
+        producer_max_batch_size=settings.worker_producer_max_batch_bytes,
         broker_credentials=faust_credentials(settings),
     )
     names = settings.topics

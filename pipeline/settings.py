@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     receiver_retry_after_s: int = Field(default=1, ge=0)
     #: Spans (traces) or log records (logs) in one request; more is a 413.
     receiver_max_items_per_request: int = Field(default=65_536, ge=1)
+    #: Bytes per producer batch in the workers (Faust). 1 sends each record alone, which works
+    #: around tansu's wrong high-water marks for batched records: with them, a table's changelog
+    #: looks shorter than what was written, and recovery after a rebalance stops the worker.
+    worker_producer_max_batch_bytes: int = Field(default=16384, ge=1)
     #: Upper bound of a consumer's long-poll. tansu does not answer multi-partition fetches
     #: early, so this bounds each hop's latency there; Kafka answers as soon as data arrives.
     consumer_fetch_max_wait_ms: int = 100

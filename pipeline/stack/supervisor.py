@@ -171,12 +171,12 @@ class Stack:
         self._spawn(f"worker-{index}", argv)
         return ready
 
-    def add_worker(self) -> str:
+    def add_worker(self, timeout_s: float = READY_TIMEOUT_S) -> str:
         """Start one more worker (scale out) and wait until it has joined its consumer group."""
         index = 1 + max((int(c.name.split("-")[1]) for c in self.children if c.name.startswith("worker-")), default=-1)
         ready = self._spawn_worker(index)
         name = f"worker-{index}"
-        self._wait(self._child(name), ready.exists, f"{name} joined its consumer group")
+        self._wait(self._child(name), ready.exists, f"{name} joined its consumer group", timeout_s)
         return name
 
     def stop(self) -> None:
@@ -245,7 +245,7 @@ class Stack:
         child.process.wait(timeout=STOP_GRACE_S)
         child.log_file.close()
 
-    def restart(self, name: str) -> Child:
+    def restart(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> Child:
         """Start a killed child again with the same command, and wait until it is ready."""
         old = self._child(name)
         if old.process.poll() is None:
@@ -256,7 +256,7 @@ class Stack:
             ready = self.run_dir / f"{name}.ready"
             ready.unlink(missing_ok=True)
             child = self._spawn(name, old.argv)
-            self._wait(child, ready.exists, f"{name} joined its consumer group")
+            self._wait(child, ready.exists, f"{name} joined its consumer group", timeout_s)
         else:
             checks: dict[str, Callable[[], bool]] = {
                 "broker": lambda: wait_tcp(s.host, s.broker_port, 0.5),
@@ -264,14 +264,14 @@ class Stack:
                 "receiver": lambda: http_ok(f"{s.receiver_url}/healthz"),
             }
             child = self._spawn(name, old.argv)
-            self._wait(child, checks.get(name, lambda: True), f"{name} ready again")
+            self._wait(child, checks.get(name, lambda: True), f"{name} ready again", timeout_s)
         return child
 
     def _child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def _wait(self, child: Child, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+    def _wait(self, child: Child, ready: Callable[[], bool], what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
         while not ready():
             if child.process.poll() is not None:
                 raise LaunchError(
@@ -279,5 +279,5 @@ class Stack:
                     f"see {child.log_path}:\n{child.tail()}"
                 )
             if time.monotonic() > deadline:
-                raise LaunchError(f"timed out after {READY_TIMEOUT_S:.0f}s waiting for {what}; see {child.log_path}")
+                raise LaunchError(f"timed out after {timeout_s:.0f}s waiting for {what}; see {child.log_path}")
             time.sleep(0.1)
