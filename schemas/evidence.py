@@ -83,6 +83,8 @@ class Screening(BaseModel):
     event_id: str
     session_id: str
     trace_id: str
+    #: The screened span's id (hex), so a verdict can point back at its span.
+    span_id: str = ""
     service: str
     model: str | None
     operation: str
@@ -117,6 +119,7 @@ class ScreeningRow(BaseModel):
     event_id: str
     session_id: str
     trace_id: str
+    span_id: str = ""
     service: str
     model: str | None
     operation: str
@@ -149,7 +152,8 @@ class ScreeningBatch(BaseModel):
         columns = list(zip(self.categories, self.thresholds, self.detectors, strict=True))
         return [
             Screening(
-                event_id=row.event_id, session_id=row.session_id, trace_id=row.trace_id, service=row.service,
+                event_id=row.event_id, session_id=row.session_id, trace_id=row.trace_id, span_id=row.span_id,
+                service=row.service,
                 model=row.model, operation=row.operation,
                 scores=tuple(
                     CategoryScore(category=c, score=v, threshold=t, detector=d)

@@ -79,6 +79,7 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         "api_port": free_port(),
         "guard_port": free_port(),
         "guard_proxy_port": free_port(),
+        "worker_metrics_port": free_port(),
         "topic_partitions": 2,
         # Stacks in tests start the guard only where a test exercises it (it loads tier 1 and 2).
         "guard_enabled": False,

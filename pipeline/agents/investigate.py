@@ -17,6 +17,7 @@ from pipeline.agents.judge import BUNDLES, NOT_CONFIGURED, NOT_NEEDED, needs_jud
 from pipeline.agents.screen import ESCALATIONS, detector_view
 from pipeline.agents.stage import Outbox
 from pipeline.budget import TokenBucket
+from pipeline.observability.metrics import StageMetrics, metrics
 from pipeline.policy import RoutingPolicy, TierBudget
 from schemas.evidence import (
     CategoryScore,
@@ -97,6 +98,7 @@ async def _investigate(
     chosen, deferred = order[:granted], order[granted:]
     out: list[EvidenceBundle | None] = [None] * len(escalations)
     if deferred:
+        metrics().budget_rejections.labels(tier="tier2").inc(len(deferred))
         log.warning("tier 2 over its rate budget: %d escalations go on without it", len(deferred))
         skipped = investigator.bundle([escalations[i] for i in deferred], [None] * len(deferred),
                                       "tier 2 skipped: over its rate budget")  # fmt: skip
@@ -200,6 +202,7 @@ class InvestigateStage:
         self.limits = budget or TierBudget()
         self.bucket = TokenBucket(self.limits.max_rate_per_s, self.limits.burst)
         self.judge_policy = judge_policy
+        self.metrics = StageMetrics(STAGE)
 
     async def compute(self, items: list[Escalation]) -> list[EvidenceBundle | None]:
         loop = asyncio.get_running_loop()
@@ -209,8 +212,21 @@ class InvestigateStage:
         for bundle in results:
             if bundle is None:
                 continue
+            self.metrics.hop_ns("investigate", bundle.screenings[0].screened_ns, bundle.created_ns)
+            tier2_category(self.metrics, bundle)
             if self.judge_policy is not None and needs_judge(bundle, self.judge_policy):
                 outbox.add(self.topics.judge_requests, BUNDLES, bundle.session_id, bundle)
                 continue
             note = NOT_CONFIGURED if self.judge_policy is None else NOT_NEEDED
             outbox.add(self.topics.evidence, BUNDLES, bundle.session_id, unjudged(bundle, note, time.time_ns()))
+
+
+def tier2_category(stage: StageMetrics, bundle: EvidenceBundle) -> None:
+    """Counts tier 2's part in a bundle: flagged (by its top category) or why it did not look."""
+    flagged = [s for t in bundle.tier2 for s in t.scores if s.flagged]
+    if flagged:
+        stage.escalation("tier2", max(flagged, key=lambda s: s.score).category, "flagged")
+    elif not bundle.tier2:
+        note = bundle.hops[-1].note or ""
+        reason = "over_budget" if "rate budget" in note else "timeout" if "timed out" in note else "not_run"
+        stage.escalation("tier2", "none", reason)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pipeline.agents.screen import detector_view
 from pipeline.agents.stage import Outbox
 from pipeline.budget import TokenBucket
+from pipeline.observability.metrics import StageMetrics, metrics
 from pipeline.policy import RoutingPolicy, TierBudget
 from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
@@ -112,6 +113,7 @@ class Tier3:
         granted = self.bucket.take(len(order))
         out = list(bundles)
         if len(order) > granted:
+            metrics().budget_rejections.labels(tier="tier3").inc(len(order) - granted)
             log.warning("tier 3 over its rate budget: %d bundles go to the human queue unjudged", len(order) - granted)
             for i in order[granted:]:
                 out[i] = skipped(bundles[i], "over its rate budget", time.time_ns())
@@ -136,6 +138,8 @@ class JudgeStage:
     def __init__(self, tier3: Tier3, topics: Any) -> None:
         self.tier3 = tier3
         self.topics = topics
+        self.metrics = StageMetrics(STAGE)
+        self.instruments = metrics()
 
     async def compute(self, items: list[EvidenceBundle]) -> list[EvidenceBundle]:
         return await self.tier3.review(items)
@@ -143,3 +147,10 @@ class JudgeStage:
     async def publish(self, items: list[EvidenceBundle], results: Sequence[Any], outbox: Outbox) -> None:
         for bundle in results:
             outbox.add(self.topics.evidence, BUNDLES, bundle.session_id, bundle)
+            status = bundle.judge_status.value
+            self.instruments.judge_calls.labels(status=status).inc()
+            self.metrics.escalation("tier3", bundle.categories[0] if bundle.categories else "none", status)
+            self.metrics.hop_ns("judge", bundle.created_ns, bundle.hops[-1].at_ns)
+        breaker = getattr(self.tier3.judge, "breaker", None)
+        if breaker is not None:
+            self.instruments.judge_breaker_open.set(0 if breaker.state == "closed" else 1)

@@ -20,6 +20,7 @@ from typing import Any
 from pipeline.agents.common import TopicHandles, log, received_ns
 from pipeline.agents.log_join import JoinOutput, LogJoin
 from pipeline.agents.stage import Outbox, StageCounters, dead_letter
+from pipeline.observability.metrics import StageMetrics
 from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
 from schemas.otel_logs import content_by_span, parse_logs_request
@@ -44,6 +45,7 @@ class Normalizer:
         self.batch_size = batch_size
         self.window_s = window_s
         self.counters = NormalizeCounters()
+        self.metrics = StageMetrics(STAGE)
         self.outbox = Outbox()
 
     def take(self, event: Any, out: JoinOutput) -> None:
@@ -51,6 +53,7 @@ class Normalizer:
         message = event.message
         payload: bytes = event.value or b""
         self.counters.records += 1
+        self.metrics.records_in()
         try:
             if message.topic == self.logs_topic:
                 joined = self.join.add_logs(content_by_span(parse_logs_request(payload)), event)
@@ -64,6 +67,7 @@ class Normalizer:
             if not isinstance(exc, MalformedRecord):
                 log.exception("normalize failed on %s[%s]@%s", message.topic, message.partition, message.offset)
             reason = str(exc) if isinstance(exc, MalformedRecord) else f"internal error: {type(exc).__name__}: {exc}"
+            self.metrics.dead_letter("malformed" if isinstance(exc, MalformedRecord) else "internal_error")
             dead_letter(self.outbox, self.topics.dead_letters, STAGE, message, reason, payload, -1, self.counters)
             out.acks.append(event)
             return
@@ -74,17 +78,20 @@ class Normalizer:
         """Send the events as envelopes, then ack the records they came from."""
         for event in out.events:
             self.outbox.add(self.topics.llm_events, EVENTS, event.session_id, event)
+            self.metrics.hop_ns("normalize", event.received_ns, event.normalized_ns)
         self.counters.items += len(out.events)
-        await self.outbox.flush(self.counters)
+        await self.outbox.flush(self.counters, self.metrics)
         for source in out.acks:
             source.ack()
 
     async def process(self, records: Sequence[Any]) -> None:
+        started = time.perf_counter()
         out = JoinOutput()
         for record in records:
             self.take(record, out)
         await self.emit(out)
         self.counters.batches += 1
+        self.metrics.batch(len(records), time.perf_counter() - started)
 
     async def run(self, stream: Any) -> None:
         async for records in stream.noack_take(self.batch_size, within=self.window_s):

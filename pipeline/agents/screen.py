@@ -22,10 +22,11 @@ from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, log
 from pipeline.agents.stage import Outbox
 from pipeline.agents.tools import SightingFilter
+from pipeline.observability.metrics import StageMetrics
 from pipeline.policy import CompiledRouting, RoutingPolicy, SessionRisk
 from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
-from schemas.evidence import Decision, Escalation, ScreeningBatch, ScreeningRow
+from schemas.evidence import Decision, Escalation, Screening, ScreeningBatch, ScreeningRow
 from schemas.tools import ToolSighting
 
 STAGE = "screen"
@@ -144,6 +145,7 @@ class Screener:
             rows.append(
                 ScreeningRow.model_construct(
                     event_id=event.event_id, session_id=event.session_id, trace_id=event.trace_id,
+                    span_id=event.span_id,
                     service=event.service, model=event.model, operation=event.operation,
                     scores=tuple(scores[i].tolist()), decision=decision, severity=severity, reasons=reasons,
                     drill_id=event.drill_id, excerpt=self._excerpt(event),
@@ -173,6 +175,13 @@ class Screener:
         return batch.screenings()
 
 
+def top_category(screening: Screening) -> str:
+    """The flagged category with the highest score, for the escalation counter; `session` when
+    only the session's accumulated risk escalated it."""
+    flagged = [s for s in screening.scores if s.flagged]
+    return max(flagged, key=lambda s: s.score).category if flagged else "session"
+
+
 class ScreenStage:
     """Stage: LLMEvents -> a columnar screenings record per partition, escalations, tool sightings."""
 
@@ -190,6 +199,7 @@ class ScreenStage:
         self.executor = executor
         self.sessions: MutableMapping[str, Any] = {} if sessions is None else sessions
         self.sightings = sightings
+        self.metrics = StageMetrics(STAGE)
 
     async def compute(self, items: list[LLMEvent]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.screener.score_matrix, items)
@@ -198,11 +208,12 @@ class ScreenStage:
         batch, escalations = self.screener.route(items, np.asarray(results), self.sessions)
         for row in batch.rows:
             outbox.add(self.topics.screenings, SCREENINGS, row.session_id, row, wrap=self.screener.wrap_rows)
+            self.metrics.hop_ns("screen", row.normalized_ns, row.screened_ns)
         for escalation in escalations:
             outbox.add(self.topics.escalations, ESCALATIONS, escalation.event.session_id, escalation)
-            log.info(
-                "escalated", extra={"event_id": escalation.event.event_id, "session_id": escalation.event.session_id}
-            )
+            event, screening = escalation.event, escalation.screening
+            self.metrics.escalation("tier1", top_category(screening), screening.decision.value)
+            log.info("escalated", extra={"event_id": event.event_id, "session_id": event.session_id})
         if self.sightings is not None:
             for sighting in self.sightings.select(items, time.time_ns()):
                 outbox.add(self.topics.tool_sightings, SIGHTINGS, sighting.identity, sighting)

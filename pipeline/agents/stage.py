@@ -28,6 +28,7 @@ import numpy as np
 from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
+from pipeline.observability.metrics import StageMetrics
 from schemas.dead_letter import DeadLetter
 from schemas.envelope import EnvelopeCodec, envelope_headers
 
@@ -39,6 +40,12 @@ STOP_AFTER_FAILED_BATCHES = 3
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
+
+
+def topic_name(topic: Any) -> str:
+    """A Faust topic handle's name (for the events-out counter)."""
+    names = getattr(topic, "topics", None)
+    return str(names[0]) if names else type(topic).__name__
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -86,7 +93,7 @@ class Outbox:
         if wrap is not None:
             self._wrappers[id(topic)] = wrap
 
-    async def flush(self, counters: StageCounters | None = None) -> None:
+    async def flush(self, counters: StageCounters | None = None, metrics: StageMetrics | None = None) -> None:
         pending, self._pending = self._pending, {}
         for (topic_id, partition), (topic, codec, items, key) in pending.items():
             wrap = self._wrappers.get(topic_id)
@@ -100,6 +107,8 @@ class Outbox:
                 if counters is not None:
                     counters.envelopes_out += 1
                     counters.items_out += count
+                if metrics is not None:
+                    metrics.events_out(topic_name(topic), count)
 
     def _encode(
         self, codec: EnvelopeCodec[Any], wrap: Callable[[list[Any]], list[Any]] | None, items: list[Any]
@@ -189,6 +198,7 @@ class StageLoop(Generic[In]):
         """`exit` ends the process on a stage failure (os._exit: no clean-up that could commit)."""
         self.stage = stage
         self.exit = exit
+        self.metrics = StageMetrics(stage.name)
         self.dead_letters = dead_letters
         self.batch_size = batch_size
         self.window_s = window_s
@@ -201,19 +211,21 @@ class StageLoop(Generic[In]):
             message = event.message
             decoded = self.stage.codec.decode(event.value, message.headers)
             self.counters.records += 1
+            self.metrics.records_in()
             for index, item in enumerate(decoded.items):
                 batch.items.append(item)
                 batch.sources.append(Source(event, index))
             for bad in decoded.bad:
-                self._dead_letter(outbox, message, bad.reason, bad.payload, bad.index, now)
+                self._dead_letter(outbox, message, bad.reason, bad.payload, bad.index, now, "invalid_record")
         self.counters.items += len(batch.items)
         return batch
 
     async def process(self, batch: Batch[In], outbox: Outbox) -> None:
         """Compute (bisecting failures), publish, flush; exits the worker on a stage failure."""
         if not batch.items:
-            await outbox.flush(self.counters)
+            await outbox.flush(self.counters, self.metrics)
             return
+        started = time.perf_counter()
         ok, results, failed = await compute_isolating(self.stage, batch.items)
         if failed:
             self._check_systematic(len(batch.items), len(failed), failed[0].error)
@@ -224,7 +236,7 @@ class StageLoop(Generic[In]):
                 reason = f"{self.stage.name} failed: {type(failure.error).__name__}: {failure.error}"
                 log.warning("%s: one item failed alone and is dead-lettered: %s", self.stage.name, reason)
                 payload = self.stage.codec.encode([failure.item])
-                self._dead_letter(outbox, source.event.message, reason, payload, source.index, now)
+                self._dead_letter(outbox, source.event.message, reason, payload, source.index, now, "stage_error")
         else:
             self.counters.failed_batches_in_a_row = 0
         if ok:
@@ -232,8 +244,9 @@ class StageLoop(Generic[In]):
                 await self.stage.publish(ok, results, outbox)
             except Exception as exc:  # our own bug on the event loop: stop, commit nothing
                 self._stop(f"publishing a batch of {len(ok)} failed: {type(exc).__name__}: {exc}", exc)
-        await outbox.flush(self.counters)
+        await outbox.flush(self.counters, self.metrics)
         self.counters.batches += 1
+        self.metrics.batch(len(batch.items), time.perf_counter() - started)
 
     async def run(self, stream: Any) -> None:
         """Micro-batches of records; their events are acked once the batch is published."""
@@ -260,7 +273,10 @@ class StageLoop(Generic[In]):
         self.exit(FATAL_EXIT_CODE)
         raise SystemExit(FATAL_EXIT_CODE)  # `exit` returned (a test's): nothing after this may run
 
-    def _dead_letter(self, outbox: Outbox, message: Any, reason: str, payload: bytes, index: int, now: int) -> None:
+    def _dead_letter(
+        self, outbox: Outbox, message: Any, reason: str, payload: bytes, index: int, now: int, kind: str
+    ) -> None:
+        self.metrics.dead_letter(kind)
         dead_letter(outbox, self.dead_letters, self.stage.name, message, reason, payload, index, self.counters, now)
 
 

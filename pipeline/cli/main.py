@@ -57,6 +57,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.worker import run_worker
 
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"worker_metrics_port": args.metrics_port})
     run_worker(settings, ready_file=Path(args.ready_file) if args.ready_file else None)
     return 0
 
@@ -307,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="one Faust worker (normalize, screen, investigate)")
     worker.add_argument("--ready-file", default=None, help="touched when the worker has its partitions")
+    worker.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="/metrics, /healthz, /readyz port (default: OODWATCH_WORKER_METRICS_PORT; 0: off)",
+    )  # fmt: skip
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("receiver", help="the OTLP/HTTP receiver").set_defaults(func=cmd_receiver)
     sub.add_parser("store", help="the store process: sink + triage API").set_defaults(func=cmd_store)

@@ -172,15 +172,20 @@ class ActionBook:
         return {"sessions": len(self._by_session), "records": self.records}
 
 
-async def follow_actions(bootstrap: str, topic: str, book: ActionBook, *, ready: asyncio.Event | None = None) -> None:
+async def follow_actions(
+    bootstrap: str, topic: str, book: ActionBook, *, ready: asyncio.Event | None = None,
+    options: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
     """Keep `book` current from the actions topic until cancelled: every partition, from the
     start (records expire; a compacted topic keeps it short), reconnecting when the broker goes."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     delay = 0.5
     while True:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=100)  # fmt: skip
+        consumer = AIOKafkaConsumer(
+            **(options or {}), bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=100,
+        )  # fmt: skip
         try:
             await consumer.start()
             await consumer.topics()  # a metadata read, so the topic's partitions are known

@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.guard.ledger import GuardLedger
+from pipeline.kafka_security import aiokafka_options
 from pipeline.settings import Settings
 from pipeline.store.desk import DeskError
 from schemas.guard import ActionKind, GrantRequest, SessionAction
@@ -53,6 +54,7 @@ class ActionPublisher:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
+                    **aiokafka_options(self.settings),
                     bootstrap_servers=self.settings.bootstrap, acks="all", request_timeout_ms=10_000,
                     enable_idempotence=self.settings.kafka_idempotent_producer,
                 )  # fmt: skip
@@ -149,7 +151,8 @@ class GuardDesk:
         delay = 0.5
         while True:
             consumer = AIOKafkaConsumer(
-                self.settings.topics.actions, bootstrap_servers=self.settings.bootstrap, group_id=RECORDER_GROUP,
+                self.settings.topics.actions, **aiokafka_options(self.settings),
+                bootstrap_servers=self.settings.bootstrap, group_id=RECORDER_GROUP,
                 enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=6000,
                 heartbeat_interval_ms=2000, fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             )  # fmt: skip

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from detectors.tool_policy import SENSITIVE, tool_scope
 from pipeline.guard.actions import ActionBook
+from pipeline.kafka_security import aiokafka_options
 from pipeline.store.redaction import KINDS, Redactor
 from schemas.events import Message, ToolCall, ToolDefinition
 from schemas.guard import GuardAction, strictest
@@ -478,7 +479,9 @@ async def serve_proxy(settings: Any, config: ProxyConfig, *, port: int, otlp_end
     tracer = provider.get_tracer("oodwatch.guard-proxy") if provider else None
     actions = ActionBook(max_sessions=settings.guard_sessions_max)
     proxy = GuardProxy(config, actions=actions, declared=declared, tracer=tracer)
-    follower = asyncio.create_task(follow_actions(settings.bootstrap, settings.topics.actions, actions))
+    follower = asyncio.create_task(
+        follow_actions(settings.bootstrap, settings.topics.actions, actions, options=aiokafka_options(settings))
+    )
     runner = web.AppRunner(proxy.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, port).start()

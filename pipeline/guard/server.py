@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from pipeline.guard.check import Guard
 from pipeline.guard.contract import GuardRequest
+from pipeline.kafka_security import aiokafka_options
 from pipeline.settings import Settings
 from pipeline.store.auth import Authenticator
 from schemas.events import Message
@@ -112,7 +113,7 @@ async def _produce(settings: Settings, outbox: Any) -> None:
     delay = 0.5
     while True:
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all",
+            **aiokafka_options(settings), bootstrap_servers=settings.bootstrap, linger_ms=5, acks="all",
             enable_idempotence=settings.kafka_idempotent_producer, request_timeout_ms=10_000,
         )  # fmt: skip
         try:
@@ -141,7 +142,8 @@ async def _decide_actions(settings: Settings, decider: Any, outbox: Any) -> None
     delay = 0.5
     while True:
         consumer = AIOKafkaConsumer(
-            settings.topics.evidence, bootstrap_servers=settings.bootstrap, group_id=DECIDER_GROUP,
+            settings.topics.evidence, **aiokafka_options(settings), bootstrap_servers=settings.bootstrap,
+            group_id=DECIDER_GROUP,
             auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=2000,
             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         )  # fmt: skip
@@ -208,7 +210,9 @@ def build_guard(settings: Settings) -> tuple[Guard, list[Callable[[], Any]]]:
     loops: list[Callable[[], Any]] = [
         lambda: _produce(settings, outbox),
         lambda: grants.follow(settings.api_url, read_token, settings.guard_grants_refresh_s),
-        lambda: follow_actions(settings.bootstrap, settings.topics.actions, actions),
+        lambda: follow_actions(
+            settings.bootstrap, settings.topics.actions, actions, options=aiokafka_options(settings)
+        ),
         lambda: _decide_actions(settings, decider, outbox),
     ]
     return guard, loops

@@ -51,6 +51,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from pipeline.observability.http import metrics_body
+from pipeline.observability.metrics import metrics
 from pipeline.settings import Settings
 from schemas.otel_logs import is_genai_record
 from schemas.wire import RECEIVED_HEADER
@@ -443,6 +445,7 @@ def export_handler(signal: Signal) -> Callable[[web.Request], Any]:
 
         def answer(status: int, message: str = "") -> web.Response:
             admission.responses[status] += 1
+            metrics().receiver_requests.labels(signal=signal.name, status=str(status)).inc()
             reply_type = content_type if content_type in (PROTOBUF, JSON) else JSON
             return _reply(signal, reply_type, status, message, retry_after_s=admission.retry_after_s)
 
@@ -492,6 +495,7 @@ def export_handler(signal: Signal) -> Callable[[web.Request], Any]:
                 admission.leave(ticket, pending)
         admission.broker_ok()
         admission.items_accepted += items
+        metrics().receiver_items.labels(signal=signal.name).inc(items)
         return answer(200)
 
     return handle
@@ -508,6 +512,11 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok" if status == 200 else "broker unavailable"}, status=status)
 
 
+async def metrics_endpoint(_: web.Request) -> web.Response:
+    body, content_type = metrics_body()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 def create_receiver_app(settings: Settings, producer: Producer) -> web.Application:
     # Bodies are read in chunks against max_request_bytes (read_body); this is aiohttp's own bound.
     app = web.Application(client_max_size=settings.max_request_bytes + 1)
@@ -519,6 +528,7 @@ def create_receiver_app(settings: Settings, producer: Producer) -> web.Applicati
     app.router.add_post("/v1/metrics", export_handler(METRICS))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     return app
 
 
@@ -526,12 +536,16 @@ async def serve_receiver(settings: Settings) -> None:
     """Run until cancelled: producer first, then the listener."""
     from aiokafka import AIOKafkaProducer
 
+    from pipeline.kafka_security import aiokafka_options
+    from pipeline.observability.process import start_observability
+
+    observability = start_observability(settings, "receiver")
     # acks=all: a 200 means the broker made the records durable. With acks=1 the embedded noida
     # acknowledged records it then lost across a restart (docs/reliability.md).
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap, linger_ms=settings.receiver_linger_ms,
         max_request_size=settings.max_request_bytes + 4096, acks="all",
-        enable_idempotence=settings.kafka_idempotent_producer,
+        enable_idempotence=settings.kafka_idempotent_producer, **aiokafka_options(settings),
     )  # fmt: skip
     await producer.start()
     runner = web.AppRunner(create_receiver_app(settings, producer), access_log=None)
@@ -544,3 +558,4 @@ async def serve_receiver(settings: Settings) -> None:
     finally:
         await runner.cleanup()
         await producer.stop()
+        observability.stop()

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from pipeline.kafka_security import aiokafka_options
 from pipeline.perf.metrics import MetricDecoder
 from pipeline.perf.slo import BURN_PAIRS, WINDOWS_S, AlertLatch, Burn, evaluate, fingerprint, objectives
 from pipeline.perf.spans import timings_from_request
@@ -173,12 +174,15 @@ class PerfService:
 
         topics = self.settings.topics
         consumer = AIOKafkaConsumer(
-            topics.otlp_spans, topics.otlp_metrics, bootstrap_servers=self.settings.bootstrap, group_id=PERF_GROUP,
+            topics.otlp_spans, topics.otlp_metrics, **aiokafka_options(self.settings),
+            bootstrap_servers=self.settings.bootstrap, group_id=PERF_GROUP,
             enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=6000,
             heartbeat_interval_ms=2000, max_poll_records=self.settings.sink_batch_size,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )  # fmt: skip
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all")
+        producer = AIOKafkaProducer(
+            **aiokafka_options(self.settings), bootstrap_servers=self.settings.bootstrap, acks="all"
+        )
         await consumer.start()
         await producer.start()
         last_roll = 0.0

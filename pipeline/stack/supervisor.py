@@ -160,11 +160,8 @@ class Stack:
             self._wait(store, lambda: http_ok(f"{s.api_url}/readyz"), f"store on {s.api_url}")
             ready_files = []
             for index in range(self.workers):
-                ready = self.run_dir / f"worker-{index}.ready"
-                ready.unlink(missing_ok=True)
-                ready_files.append(ready)
                 self.progress(f"starting worker {index + 1}/{self.workers}")
-                self._spawn(f"worker-{index}", self._oodwatch("worker", "--ready-file", str(ready)))
+                ready_files.append(self._spawn_worker(index))
             self.progress("starting OTLP receiver")
             receiver = self._spawn("receiver", self._oodwatch("receiver"))
             self._wait(receiver, lambda: http_ok(f"{s.receiver_url}/healthz"), f"receiver on {s.receiver_url}")
@@ -203,6 +200,27 @@ class Stack:
                         self.restart(name)
                     except LaunchError as exc:
                         self.progress(f"could not restart {name}: {exc}")
+
+    def worker_metrics_port(self, index: int) -> int:
+        """Each worker `oodwatch up` starts serves /metrics on its own port (0: none)."""
+        base = self.settings.worker_metrics_port
+        return base + index if base else 0
+
+    def _spawn_worker(self, index: int) -> Path:
+        ready = self.run_dir / f"worker-{index}.ready"
+        ready.unlink(missing_ok=True)
+        port = str(self.worker_metrics_port(index))
+        argv = self._oodwatch("worker", "--ready-file", str(ready), "--metrics-port", port)
+        self._spawn(f"worker-{index}", argv)
+        return ready
+
+    def add_worker(self, timeout_s: float = READY_TIMEOUT_S) -> str:
+        """Start one more worker (scale out) and wait until it has joined its consumer group."""
+        index = 1 + max((int(c.name.split("-")[1]) for c in self.children if c.name.startswith("worker-")), default=-1)
+        ready = self._spawn_worker(index)
+        name = f"worker-{index}"
+        self._wait(self._child(name), ready.exists, f"{name} joined its consumer group", timeout_s)
+        return name
 
     def stop(self) -> None:
         """Reverse order, by PID: SIGTERM, then SIGKILL after a grace period."""
@@ -244,6 +262,9 @@ class Stack:
         check_port_free(s.host, s.receiver_port, "OTLP receiver", "OODWATCH_RECEIVER_PORT")
         if s.guard_enabled:
             check_port_free(s.host, s.guard_port, "guard", "OODWATCH_GUARD_PORT")
+        for index in range(self.workers):
+            if port := self.worker_metrics_port(index):
+                check_port_free(s.host, port, f"worker {index} metrics", "OODWATCH_WORKER_METRICS_PORT")
         if s.uses_local_judge:
             check_port_free(s.host, s.local_judge_port, "local judge", "OODWATCH_LOCAL_JUDGE_PORT")
             local_judge.server_command(s)  # says what is missing before anything starts
@@ -280,12 +301,12 @@ class Stack:
             child.process.wait(timeout=STOP_GRACE_S)
             child.log_file.close()
 
-    def restart(self, name: str) -> Child:
+    def restart(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> Child:
         """Start a killed child again with the same command, and wait until it is ready."""
         with self._lock:
-            return self._restart(name)
+            return self._restart(name, timeout_s)
 
-    def _restart(self, name: str) -> Child:
+    def _restart(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> Child:
         old = self._child(name)
         if old.process.poll() is None:
             raise LaunchError(f"{name} is still running (pid {old.process.pid}): kill it first")
@@ -297,7 +318,7 @@ class Stack:
             ready = self.run_dir / f"{name}.ready"
             ready.unlink(missing_ok=True)
             child = self._spawn(name, old.argv)
-            self._wait(child, ready.exists, f"{name} joined its consumer group")
+            self._wait(child, ready.exists, f"{name} joined its consumer group", timeout_s)
         else:
             checks: dict[str, Callable[[], bool]] = {
                 "broker": lambda: wait_tcp(s.host, s.broker_port, 0.5),
@@ -306,14 +327,14 @@ class Stack:
                 "guard": lambda: http_ok(f"{s.guard_url}/readyz"),
             }
             child = self._spawn(name, old.argv)
-            self._wait(child, checks.get(name, lambda: True), f"{name} ready again")
+            self._wait(child, checks.get(name, lambda: True), f"{name} ready again", timeout_s)
         return child
 
     def _child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def _wait(self, child: Child, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+    def _wait(self, child: Child, ready: Callable[[], bool], what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
         while not ready():
             if child.process.poll() is not None:
                 raise LaunchError(
@@ -321,5 +342,5 @@ class Stack:
                     f"see {child.log_path}:\n{child.tail()}"
                 )
             if time.monotonic() > deadline:
-                raise LaunchError(f"timed out after {READY_TIMEOUT_S:.0f}s waiting for {what}; see {child.log_path}")
+                raise LaunchError(f"timed out after {timeout_s:.0f}s waiting for {what}; see {child.log_path}")
             time.sleep(0.1)

@@ -34,10 +34,19 @@ SINK_RETRY_S = 2.0
 async def serve_store(settings: Settings) -> None:
     import uvicorn
 
-    store = Store.open(settings.store_dsn)
+    from pipeline.observability.lag import LagReader
+    from pipeline.observability.process import start_observability
+    from pipeline.observability.verdicts import exporter_from
+
+    observability = start_observability(settings, "store")
+    store = Store.open(settings.store_dsn, cluster=settings.clickhouse_cluster)
     store.apply_retention(settings.screening_ttl_days)
     alerts = Alerter.from_settings(settings)
-    sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None)
+    verdicts = exporter_from(
+        settings.otlp_verdicts_endpoint, settings.verdicts_queue_size, settings.verdicts_batch_size
+    )
+    sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None, verdicts=verdicts)
+    lag = LagReader(settings).start() if settings.metrics_enabled else None
     guard = guard_desk(settings, store, alerts)
     perf = PerfService(
         settings, PerfStore(store, load_slo_file(settings.slo_file)), send_alert=alerts.submit_slo if alerts else None
@@ -59,6 +68,8 @@ async def serve_store(settings: Settings) -> None:
         tasks = [asyncio.create_task(keep_sinking()), asyncio.create_task(guard.run()), asyncio.create_task(perf.run())]
         if alerts:
             tasks.append(asyncio.create_task(alerts.run()))
+        if verdicts:
+            tasks.append(asyncio.create_task(verdicts.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -80,4 +91,7 @@ async def serve_store(settings: Settings) -> None:
     try:
         await uvicorn.Server(config).serve()
     finally:
+        if lag is not None:
+            lag.stop()
+        observability.stop()
         store.close()

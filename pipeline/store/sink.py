@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.observability.metrics import metrics
+from pipeline.observability.verdicts import VerdictExporter
 from pipeline.settings import Settings
 from pipeline.store.clickhouse import Store
 from pipeline.store.redaction import Redactor
 from schemas.dead_letter import DeadLetter
 from schemas.envelope import Decoded, EnvelopeCodec, is_envelope
-from schemas.evidence import EvidenceBundle, Screening, ScreeningBatch
+from schemas.evidence import Decision, EvidenceBundle, Screening, ScreeningBatch
 from schemas.tools import ToolRegistryRow
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,20 @@ class SinkCounters:
 
 class Sink:
     def __init__(
-        self, settings: Settings, store: Store, on_bundles: Callable[[list[EvidenceBundle]], None] | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        on_bundles: Callable[[list[EvidenceBundle]], None] | None = None,
+        verdicts: VerdictExporter | None = None,
     ) -> None:
-        """`on_bundles` hears of newly stored bundles after their offsets are committed (the alerts)."""
+        """`on_bundles` hears of newly stored bundles after their offsets are committed (the alerts);
+        `verdicts` gets the escalating screenings and the new bundles then too (OTLP export)."""
         self.settings = settings
         self.store = store
         self.on_bundles = on_bundles
+        self.verdicts = verdicts
+        self.metrics = metrics()
+        self._escalated: list[Screening] = []
         self.counters = SinkCounters()
         self.redactor = Redactor.from_setting(settings.redact)
         topics = settings.topics
@@ -68,8 +78,11 @@ class Sink:
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer
 
+        from pipeline.kafka_security import aiokafka_options
+
         self._consumer = AIOKafkaConsumer(
             *self._codecs,
+            **aiokafka_options(self.settings),
             bootstrap_servers=self.settings.bootstrap,
             group_id=SINK_GROUP,
             enable_auto_commit=False,
@@ -89,6 +102,8 @@ class Sink:
                 )
                 if not polled:
                     continue
+                for partition, records in polled.items():
+                    self.metrics.sink_records.labels(topic=partition.topic).inc(len(records))
                 fresh = await self._store(polled)
                 if fresh is None:  # the store is down: the batch goes back to the broker, polling goes on
                     self._hold_back(polled, delay)
@@ -98,6 +113,9 @@ class Sink:
                 await self._consumer.commit()
                 if fresh and self.on_bundles is not None:
                     self.on_bundles(fresh)
+                if self.verdicts is not None:
+                    self.verdicts.offer(self._escalated, fresh)
+                self._escalated = []
         finally:
             await self._consumer.stop()
 
@@ -109,6 +127,8 @@ class Sink:
             fresh = await asyncio.to_thread(self._store_batch, polled)
         except Exception as exc:
             self.counters.store_failures += 1
+            self.metrics.store_write_failures.inc()
+            self._escalated = []  # the batch comes again
             self.counters.failing_since = self.counters.failing_since or time.time()
             if not await asyncio.to_thread(self._store_answers):
                 log.warning("store write failed (%s: %s); offsets not committed", type(exc).__name__, str(exc)[:200])
@@ -196,10 +216,31 @@ class Sink:
             decoded[topics.screenings] = [self.redactor.screening(s) for s in decoded[topics.screenings]]
             decoded[topics.evidence] = [self.redactor.bundle(b) for b in decoded[topics.evidence]]
         stored_ns = time.time_ns()
-        self.counters.screenings += self.store.insert_screenings(decoded[topics.screenings], stored_ns)
+        started = time.perf_counter()
+        screenings = self.store.insert_screenings(decoded[topics.screenings], stored_ns)
         fresh = self.store.insert_bundles(decoded[topics.evidence], stored_ns)
+        letters = self.store.insert_dead_letters(decoded[topics.dead_letters], stored_ns)
+        tools = self.store.upsert_tools(decoded[topics.tool_registry])
+        self.counters.screenings += screenings
         self.counters.bundles += len(fresh)
-        self.counters.dead_letters += self.store.insert_dead_letters(decoded[topics.dead_letters], stored_ns)
-        self.counters.tools += self.store.upsert_tools(decoded[topics.tool_registry])
+        self.counters.dead_letters += letters
+        self.counters.tools += tools
         self.counters.batches += 1
+        self._observe(decoded[topics.screenings], stored_ns, time.perf_counter() - started,
+                      {"screenings": screenings, "evidence_bundles": len(fresh), "dead_letters": letters,
+                       "tool_registry": tools})  # fmt: skip
         return fresh
+
+    def _observe(self, screenings: list[Screening], stored_ns: int, seconds: float, rows: dict[str, int]) -> None:
+        """Store metrics for a stored batch; escalating screenings wait for the verdict export,
+        which runs once the batch's offsets are committed."""
+        m = self.metrics
+        m.store_insert_seconds.observe(seconds)
+        for table, count in rows.items():
+            if count:
+                m.store_rows.labels(table=table).inc(count)
+        hop = m.hop_latency.labels(hop="store")
+        for screening in screenings:
+            hop.observe(max(0.0, (stored_ns - screening.screened_ns) / 1e9))
+        if self.verdicts is not None:
+            self._escalated += [s for s in screenings if s.decision is Decision.ESCALATE]

@@ -19,7 +19,8 @@ TOKENS = {
     "reviewer-token-0123456789": Principal("ana", "reviewer"),
     "admin-token-SECRET-0123456789": Principal("root", "admin"),
 }
-PUBLIC = {"/healthz", "/readyz", "/ui/login", "/ui/static/{name}"}
+# /metrics is public like the health checks: counts and latencies only, for Prometheus to scrape.
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/ui/login", "/ui/static/{name}"}
 PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills", "/ui/guard"}
 
 
