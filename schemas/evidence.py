@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import LLMEvent
 from schemas.judge import JudgeStatus, Tier3Result
@@ -98,10 +98,34 @@ class Screening(BaseModel):
     received_ns: int
     normalized_ns: int
     screened_ns: int
+    # -- what version drift needs (issue 18); all optional, so older records still decode ----
+    provider: str | None = None
+    #: The model that answered (a snapshot or fine-tune id); None: as `model`.
+    response_model: str | None = None
+    #: Deployment label (`service.version=...;deployment.environment=...`), "" when none.
+    deployment: str = ""
+    #: Characters of model output (None: unknown, e.g. a record from before these fields).
+    output_chars: int | None = None
+    #: The cheap refusal detector's verdict on the output (None: no output text or unknown).
+    refused: bool | None = None
+    #: Scopes of the tool calls the model made (read, write, network, payment, code_execution).
+    tool_scopes: tuple[str, ...] = ()
+    #: On a sample of events: the start of the output, for behaviour drift (embedded by the store).
+    output_sample: str | None = None
 
     @property
     def max_score(self) -> float:
         return max((s.score for s in self.scores), default=0.0)
+
+    @property
+    def version(self) -> str:
+        """The model version as drift keys it: service, answering model and deployment label."""
+        return version_label(self.service, self.response_model or self.model, self.deployment)
+
+
+def version_label(service: str, model: str | None, deployment: str = "") -> str:
+    """`service · model · deployment`: readable, and one string per (service, model, label) key."""
+    return " · ".join(part for part in (service, model or "unknown-model", deployment) if part)
 
 
 class Escalation(BaseModel):
@@ -175,6 +199,15 @@ class EvidenceBundle(BaseModel):
     drill_id: str | None = None
     queue_state: QueueState = QueueState.OPEN
     created_ns: int
+    #: The model version that produced the events (`Screening.version`); filled from the
+    #: screenings when the assembler leaves it empty.
+    version: str = ""
+
+    @model_validator(mode="after")
+    def _version_from_screenings(self) -> EvidenceBundle:
+        if not self.version and self.screenings:
+            object.__setattr__(self, "version", self.screenings[0].version)
+        return self
 
 
 def group_key_for(service: str, categories: Sequence[str], text: str) -> str:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli import drift as drift_cli
 from pipeline.cli import drills as drills_cli
 from pipeline.cli import queue as queue_cli
 from pipeline.cli import tools as tools_cli
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     queue_cli.add_commands(sub)
     drills_cli.add_commands(sub)
     tools_cli.add_commands(sub)
+    drift_cli.add_commands(sub)
     return parser
 
 

@@ -82,6 +82,15 @@ class Alerter:
                 self.counters.dropped += 1
                 log.error("alert queue full: alert for bundle %s dropped (the bundle is stored)", bundle.bundle_id)
 
+    def submit_drift(self, alert: dict[str, Any]) -> None:
+        """A model version whose safety-relevant rates rose (the drift tracker decides; it never
+        sends drills). One alert per version: the tracker alerts on its first such comparison."""
+        try:
+            self._queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+            log.error("alert queue full: drift alert for %s dropped", alert.get("version", "?"))
+
     def decide(self, bundle: EvidenceBundle) -> dict[str, Any] | None:
         if bundle.drill_id:
             self.counters.skipped_drills += 1
@@ -119,10 +128,11 @@ class Alerter:
 
     async def _send(self, client: httpx.AsyncClient, alert: dict[str, Any]) -> None:
         targets: list[tuple[str, dict[str, Any]]] = []
+        drift = alert.get("type") == "oodwatch.drift"
         if self.webhook_url:
-            targets.append((self.webhook_url, {"type": "oodwatch.escalation", **alert}))
+            targets.append((self.webhook_url, alert if drift else {"type": "oodwatch.escalation", **alert}))
         if self.slack_url:
-            targets.append((self.slack_url, slack_message(alert)))
+            targets.append((self.slack_url, slack_drift_message(alert) if drift else slack_message(alert)))
         for url, body in targets:
             try:
                 response = await client.post(url, json=body)
@@ -132,7 +142,8 @@ class Alerter:
                 self.counters.failed += 1
                 # The URL may carry a secret (Slack's does): name the target kind, not the URL.
                 kind = "slack" if url == self.slack_url else "webhook"
-                log.warning("alert to %s failed for bundle %s: %s", kind, alert["bundle_id"], type(exc).__name__)
+                about = alert.get("bundle_id") or alert.get("version", "")
+                log.warning("alert to %s failed for %s: %s", kind, about, type(exc).__name__)
 
 
 def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
@@ -144,3 +155,17 @@ def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
         f"{', '.join(alert['categories'])} (score {alert['max_score']}){link}"
     )
     return {"text": text}
+
+
+def slack_drift_message(alert: dict[str, Any]) -> dict[str, Any]:
+    """Names and numbers only: no model output reaches chat."""
+    moved = "; ".join(
+        f"{m['test']} {m['old_rate']:.1%} -> {m['new_rate']:.1%} (diff {m['difference']:+.1%}, 95% CI "
+        f"{m['interval'][0]:+.1%}..{m['interval'][1]:+.1%})"
+        for m in alert["moved"]
+    )
+    link = f" <{alert['url']}|report>" if alert.get("url") else ""
+    return {
+        "text": f":warning: oodwatch: model version {alert['version']} moved from {alert['baseline']} after "
+        f"{alert['events']} events: {moved}{link}"
+    }
