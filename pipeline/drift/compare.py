@@ -3,7 +3,8 @@ with an interval, and whether the version drifted.
 
 Three families of tests sharing the look's alpha (weighted Bonferroni: rates 1/2, the others
 1/4 each, as rates carry the safety categories):
-- rates: tier-1 escalation and uncertain rates per routing category, tier-2 flag rates, the
+- rates: tier-1 escalation and uncertain rates per routing category, tier 2's flag rates per
+  bundle (bundles trail their screenings, so a rate per event would be biased by the lag), the
   refusal rate of all answers and of requests tier 1 rated harmful, tool calls per scope
   (Fisher's exact test; Benjamini-Hochberg over the family);
 - distributions: each category's score distribution and the output length (KS on histograms;
@@ -129,10 +130,12 @@ def _rate(name: str, k1: int, n1: int, k0: int, n0: int) -> TestResult:
 
 def rate_tests(new: VersionProfile, old: VersionProfile) -> list[TestResult]:
     tests = []
-    for kind, counts in (("escalated", "flagged"), ("uncertain", "uncertain"), ("tier2", "tier2")):
+    for kind, counts in (("escalated", "flagged"), ("uncertain", "uncertain")):
         a, b = getattr(new, counts), getattr(old, counts)
         for category in sorted(set(a) | set(b)):
             tests.append(_rate(f"{kind}:{category}", a[category], new.events, b[category], old.events))
+    for category in sorted(set(new.tier2) | set(old.tier2)):  # per bundle: bundles trail screenings
+        tests.append(_rate(f"tier2:{category}", new.tier2[category], new.bundles, old.tier2[category], old.bundles))
     if new.answers and old.answers:
         tests.append(_rate("refusal", new.refused, new.answers, old.refused, old.answers))
     if new.risky_answers and old.risky_answers:

@@ -1,8 +1,8 @@
 """One model version's behaviour over a stretch of traffic, in counts and histograms that add up:
 so an hour's profile is stored as one row, and any window is the sum of its hours.
 
-Kept per version: events; tier-1 escalation and uncertain counts per routing category and
-tier-2 flags; a histogram of each category's score (logit-spaced bins, a mergeable quantile
+Kept per version: events; tier-1 escalation and uncertain counts per routing category;
+bundles and tier 2's flags in them; a histogram of each category's score (logit-spaced bins, a mergeable quantile
 sketch: one bin is a quarter of a logit unit); refusals (of all answers, and of requests tier 1
 rated harmful); an output-length histogram; tool calls by scope; the sum of output embeddings.
 """
@@ -72,6 +72,9 @@ class VersionProfile:
     output_chars: int = 0
     flagged: Counter[str] = field(default_factory=Counter)
     uncertain: Counter[str] = field(default_factory=Counter)
+    #: Evidence bundles of the version's events, and those tier 2 flagged per category: tier 2's
+    #: rate is per bundle, so bundles that trail their screenings do not bias it.
+    bundles: int = 0
     tier2: Counter[str] = field(default_factory=Counter)
     scopes: Counter[str] = field(default_factory=Counter)
     score_bins: dict[str, np.ndarray] = field(default_factory=dict)
@@ -111,6 +114,8 @@ class VersionProfile:
             self.scopes[scope] += 1
 
     def observe_tier2(self, categories: Iterable[str]) -> None:
+        """One bundle, with the categories tier 2 flagged in it (none: it looked and passed)."""
+        self.bundles += 1
         for category in categories:
             self.tier2[category] += 1
 
@@ -125,6 +130,7 @@ class VersionProfile:
         self.risky_answers += other.risky_answers
         self.risky_refused += other.risky_refused
         self.output_chars += other.output_chars
+        self.bundles += other.bundles
         self.flagged.update(other.flagged)
         self.uncertain.update(other.uncertain)
         self.tier2.update(other.tier2)

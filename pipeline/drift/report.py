@@ -28,7 +28,8 @@ def profile_summary(p: VersionProfile, categories: list[str]) -> dict[str, Any]:
             c: {"escalated": _rate(p.flagged[c], p.events), "uncertain": _rate(p.uncertain[c], p.events)}
             for c in categories
         },
-        "tier2": {c: _rate(k, p.events) for c, k in sorted(p.tier2.items())},
+        "bundles": p.bundles,
+        "tier2_per_bundle": {c: _rate(k, p.bundles) for c, k in sorted(p.tier2.items())},
         "refusal": _rate(p.refused, p.answers),
         "refusal_on_harmful_requests": _rate(p.risky_refused, p.risky_answers),
         "tool_scopes": {s: _rate(k, p.events) for s, k in sorted(p.scopes.items())},

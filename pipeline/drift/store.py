@@ -19,7 +19,8 @@ VERSION_COLUMNS = [
     "last_seen", "events", "status", "looks", "looks_due", "detected_at_events", "detected_at", "moved", "updated_at",
 ]  # fmt: skip
 PROFILE_COLUMNS = [
-    "version_id", "hour", "events", "answers", "refused", "risky_answers", "risky_refused", "output_chars", "flagged",
+    "version_id", "hour", "events", "answers", "refused", "risky_answers", "risky_refused", "output_chars", "bundles",
+    "flagged",
     "uncertain", "tier2", "scopes", "length_bins", "embedding_sum", "embeddings", "flushed_at",
 ]  # fmt: skip
 COMPARISON_COLUMNS = [
@@ -61,7 +62,7 @@ class DriftStore:
         for version_id, hour, p in deltas:
             rows.append([
                 version_id, hour, p.events, p.answers, p.refused, p.risky_answers, p.risky_refused, p.output_chars,
-                dict(p.flagged), dict(p.uncertain), dict(p.tier2), dict(p.scopes), p.length_bins.tolist(),
+                p.bundles, dict(p.flagged), dict(p.uncertain), dict(p.tier2), dict(p.scopes), p.length_bins.tolist(),
                 p.embedding_sum.tolist() if p.embeddings else [], p.embeddings, flushed_ns,
             ])  # fmt: skip
             bins.extend([version_id, hour, category, b.tolist()] for category, b in p.score_bins.items())
@@ -128,9 +129,10 @@ class DriftStore:
         rows = self.store.query(
             f"SELECT version_id, {hour} AS at, sum(events) AS events, sum(answers) AS answers, "
             "sum(refused) AS refused, sum(risky_answers) AS risky_answers, sum(risky_refused) AS risky_refused, "
-            "sum(output_chars) AS output_chars, sumMap(flagged) AS flagged, sumMap(uncertain) AS uncertain, "
-            "sumMap(tier2) AS tier2, sumMap(scopes) AS scopes, sumForEach(length_bins) AS length_bins, "
-            "sum(embeddings) AS embeddings, sumForEach(embedding_sum) AS embedding_sum FROM drift_profiles "
+            "sum(output_chars) AS output_chars, sum(bundles) AS bundles, sumMap(flagged) AS flagged, "
+            "sumMap(uncertain) AS uncertain, sumMap(tier2) AS tier2, sumMap(scopes) AS scopes, "
+            "sumForEach(length_bins) AS length_bins, sum(embeddings) AS embeddings, "
+            "sumForEachIf(embedding_sum, embeddings > 0) AS embedding_sum FROM drift_profiles "
             "WHERE version_id IN {ids:Array(String)} AND hour >= toDateTime({since:UInt32}) GROUP BY version_id, at",
             params,
         )

@@ -237,8 +237,8 @@ class DriftTracker:
                     for score in result.scores
                     if score.score >= score.threshold and "/" not in score.category
                 }
-                if not flagged or not bundle.screenings:
-                    continue
+                if not bundle.screenings or not bundle.tier2:
+                    continue  # tier 2 did not look (over budget, or no model): nothing to count
                 s = bundle.screenings[0]
                 state = self.versions.get(self._key(s))
                 if state is None:

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS drift_profiles
     risky_answers   UInt64,
     risky_refused   UInt64,
     output_chars    UInt64,
+    bundles         UInt64,
     flagged         Map(String, UInt64),
     uncertain       Map(String, UInt64),
     tier2           Map(String, UInt64),
