@@ -22,7 +22,6 @@ LOGIT_SPAN = 10.0
 LOGIT_STEP = 0.25
 SCORE_BINS = int(2 * LOGIT_SPAN / LOGIT_STEP) + 2  # under- and overflow at either end
 LENGTH_BINS = 64  # four per doubling of the output's characters, up to 2**16
-EMBEDDING_DIMENSIONS = 384
 
 #: (flagged, uncertain) of one category score, as the routing policy would judge it.
 Judge = Callable[[str, float, float], tuple[bool, bool]]
@@ -79,7 +78,8 @@ class VersionProfile:
     scopes: Counter[str] = field(default_factory=Counter)
     score_bins: dict[str, np.ndarray] = field(default_factory=dict)
     length_bins: np.ndarray = field(default_factory=lambda: np.zeros(LENGTH_BINS, dtype=np.int64))
-    embedding_sum: np.ndarray = field(default_factory=lambda: np.zeros(EMBEDDING_DIMENSIONS))
+    #: Sum of the output embeddings (empty until the first one: its width is the embedder's).
+    embedding_sum: np.ndarray = field(default_factory=lambda: np.zeros(0))
     embeddings: int = 0
 
     def observe(
@@ -120,7 +120,7 @@ class VersionProfile:
             self.tier2[category] += 1
 
     def observe_embedding(self, vector: np.ndarray) -> None:
-        self.embedding_sum += vector
+        self.embedding_sum = vector.astype(np.float64) + (self.embedding_sum if self.embeddings else 0.0)
         self.embeddings += 1
 
     def add(self, other: VersionProfile) -> None:
@@ -139,7 +139,8 @@ class VersionProfile:
             mine = self.score_bins.get(category)
             self.score_bins[category] = bins.copy() if mine is None else mine + bins
         self.length_bins = self.length_bins + other.length_bins
-        self.embedding_sum = self.embedding_sum + other.embedding_sum
+        if other.embeddings:
+            self.embedding_sum = other.embedding_sum + (self.embedding_sum if self.embeddings else 0.0)
         self.embeddings += other.embeddings
 
     def copy(self) -> VersionProfile:

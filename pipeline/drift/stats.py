@@ -57,14 +57,11 @@ def fisher_min_p(k1: int, n1: int, k0: int, n0: int) -> float:
     category on one side). A test that cannot reach the level is left out of the family before
     Benjamini-Hochberg (Tarone's filter): the margins are independent of the test under the null,
     so this costs no validity and spares the tests that can reject."""
-    from scipy.stats import hypergeom
-
     total, hits = n1 + n0, k1 + k0
     if n1 <= 0 or n0 <= 0 or hits == 0 or hits == total:
         return 1.0
-    dist = hypergeom(total, hits, n1)
     low, high = max(0, hits - n0), min(hits, n1)
-    return float(min(1.0, dist.pmf(low), dist.pmf(high)))
+    return min(fisher_p(low, n1, hits - low, n0), fisher_p(high, n1, hits - high, n0))
 
 
 def benjamini_hochberg(pvalues: Sequence[float], q: float) -> tuple[list[bool], list[float]]:

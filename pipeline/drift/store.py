@@ -15,7 +15,8 @@ from pipeline.drift.profile import SCORE_BINS, VersionProfile
 from pipeline.store.clickhouse import Store
 
 VERSION_COLUMNS = [
-    "version_id", "namespace", "service", "model", "deployment", "label", "provider", "baseline_id", "first_seen",
+    "version_id", "namespace", "service", "model", "request_model", "deployment", "label", "provider", "baseline_id",
+    "first_seen",
     "last_seen", "events", "status", "looks", "looks_due", "detected_at_events", "detected_at", "moved", "updated_at",
 ]  # fmt: skip
 PROFILE_COLUMNS = [
@@ -131,7 +132,7 @@ class DriftStore:
             "sum(refused) AS refused, sum(risky_answers) AS risky_answers, sum(risky_refused) AS risky_refused, "
             "sum(output_chars) AS output_chars, sum(bundles) AS bundles, sumMap(flagged) AS flagged, "
             "sumMap(uncertain) AS uncertain, sumMap(tier2) AS tier2, sumMap(scopes) AS scopes, "
-            "sumForEach(length_bins) AS length_bins, sum(embeddings) AS embeddings, "
+            "sumForEach(length_bins) AS length_bins, sum(embeddings) AS embedded, "
             "sumForEachIf(embedding_sum, embeddings > 0) AS embedding_sum FROM drift_profiles "
             "WHERE version_id IN {ids:Array(String)} AND hour >= toDateTime({since:UInt32}) GROUP BY version_id, at",
             params,
@@ -139,16 +140,9 @@ class DriftStore:
         out: dict[tuple[str, int], VersionProfile] = {}
         for row in rows:
             p = VersionProfile()
-            for name in (
-                "events",
-                "answers",
-                "refused",
-                "risky_answers",
-                "risky_refused",
-                "output_chars",
-                "embeddings",
-            ):
+            for name in ("events", "answers", "refused", "risky_answers", "risky_refused", "output_chars", "bundles"):
                 setattr(p, name, int(row[name]))
+            p.embeddings = int(row["embedded"])
             for name in ("flagged", "uncertain", "tier2", "scopes"):
                 setattr(p, name, Counter({k: int(v) for k, v in dict(row[name]).items() if v}))
             if row["length_bins"]:

@@ -99,6 +99,8 @@ class VersionState:
     first_seen_ns: int
     last_seen_ns: int
     baseline_id: str = ""
+    #: The model name the app asked for (an alias whose snapshots are versions of one another).
+    request_model: str = ""
     events: int = 0
     #: "first" (no predecessor), "watching", "drifted", "settled" (every look passed).
     status: str = "first"
@@ -125,6 +127,7 @@ class VersionState:
     def row(self, sizes: Sequence[int], now_ns: int) -> dict[str, Any]:
         return {
             "version_id": self.version_id, "namespace": self.namespace, "service": self.service, "model": self.model,
+            "request_model": self.request_model,
             "deployment": self.deployment, "label": self.label, "provider": self.provider,
             "baseline_id": self.baseline_id, "first_seen": self.first_seen_ns, "last_seen": self.last_seen_ns,
             "events": self.events, "status": self.status, "looks": self.looks,
@@ -200,6 +203,7 @@ class DriftTracker:
                 state = VersionState(
                     r["version_id"], "", r["service"], r["model"], r["deployment"], r["provider"],
                     int(r["first_seen_ns"]), int(r["last_seen_ns"]), baseline_id=r["baseline_id"],
+                    request_model=r["request_model"],
                     events=int(r["events"]), status=r["status"], looks=int(r["looks"]),
                     detected_at_events=int(r["detected_at_events"]), detected_ns=int(r["detected_ns"]),
                     moved=list(r["moved"]), changed=False,
@@ -315,17 +319,24 @@ class DriftTracker:
         state.changed = True
 
     def _register(self, key: str, s: Screening, at_ns: int, now_ns: int) -> VersionState:
+        """Its predecessor: among the service's versions established when it appeared (at least
+        half of `min_samples` events in the window), the one the app requested under the same
+        model name, else the busiest. None established (a stream's start, several models at once):
+        it is a first version, compared with nothing."""
         model = s.response_model or s.model or ""
         namespace = s.drill_id or ""
         state = VersionState(key, namespace, s.service, model, s.deployment, s.provider or "", at_ns, at_ns)
+        state.request_model = s.model or ""
         since = self._since_hour(now_ns)
+        established = self.settings.min_samples // 2
         peers = [
-            (v.window(since).events, -v.first_seen_ns, v.version_id)
+            (v.request_model == state.request_model, v.window(since).events, -v.first_seen_ns, v.version_id)
             for v in self.versions.values()
             if v.namespace == namespace and v.service == s.service
         ]
+        peers = [p for p in peers if p[1] >= established]
         if peers:
-            state.baseline_id = max(peers)[2]
+            state.baseline_id = max(peers)[3]
             state.status = "watching"
         self.versions[key] = state
         self.counters.versions += 1

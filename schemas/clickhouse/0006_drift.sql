@@ -9,6 +9,7 @@ CREATE TABLE IF NOT EXISTS drift_versions
     namespace       String,
     service         LowCardinality(String),
     model           String,
+    request_model   String,
     deployment      String,
     label           String,
     provider        String,

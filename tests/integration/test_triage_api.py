@@ -19,7 +19,7 @@ TOKENS = {
     "admin-token-SECRET-0123456789": Principal("root", "admin"),
 }
 PUBLIC = {"/healthz", "/readyz", "/ui/login", "/ui/static/{name}"}
-PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills"}
+PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills", "/ui/drift"}
 
 
 @pytest.fixture
