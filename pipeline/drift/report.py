@@ -49,7 +49,7 @@ def build(
     since = (int(time.time()) // HOUR_S - hours + 1) * HOUR_S if hours else 0
     profiles = store.profiles([v["version_id"] for v in versions], since_hour=since)
     labels = {v["version_id"]: v["label"] for v in versions}
-    shown = set(safety)
+    shown = {c for c in safety if not c.startswith("refusal")}  # refusals have their own rows
     for p in profiles.values():
         shown |= set(p.flagged) | set(p.uncertain)
     categories = sorted(shown)

@@ -140,6 +140,7 @@ class VersionState:
 @dataclass
 class DriftCounters:
     screenings: int = 0
+    unversioned: int = 0
     versions: int = 0
     comparisons: int = 0
     drifted: int = 0
@@ -226,6 +227,9 @@ class DriftTracker:
         now_ns = self.clock()
         with self._lock:
             for s in screenings:
+                if not (s.response_model or s.model):
+                    self.counters.unversioned += 1  # agent and tool spans: no model answered
+                    continue
                 if s.refused is None and s.output_sample:  # a screen stage that samples text but not refusals
                     s = s.model_copy(update={"refused": refusals([s.output_sample])[0]})
                 self._observe(s, now_ns)

@@ -242,3 +242,10 @@ def test_profile_histograms_add_up_and_missing_scores_count_as_zero():
     assert total.scores("harmful").sum() == 30
     assert total.scores("never_scored")[score_bin(0.0)] == 30
     assert 0.0 < total.quantile("injection", 0.5) < 0.5
+
+
+def test_spans_no_model_answered_are_not_versions():
+    tracker = DriftTracker(SETTINGS, clock=lambda: NOW)
+    tool_span = screening(1, random.Random(9), model="m").model_copy(update={"model": None, "response_model": None})
+    tracker.observe([tool_span])
+    assert tracker.versions == {} and tracker.counters.unversioned == 1

@@ -135,3 +135,18 @@ def test_hashed_text_mode_keeps_no_output_text(rate):
     [screening] = sampling.screen([event("Sure, open Settings.")])
     assert screening.output_chars == 20 and screening.refused is False
     assert (screening.output_sample is not None) == (rate == 1.0)
+
+
+def test_synthetic_traffic_names_the_answering_version_and_a_release_roll_out():
+    from pipeline.synth.emit import sessions_to_request
+    from pipeline.synth.traffic import TrafficGenerator
+
+    generator = TrafficGenerator(seed=3)
+    before = map_request(sessions_to_request(list(generator.sessions(40)))).events
+    generator.roll_out("support-bot", release="2026.12.1")
+    after = map_request(sessions_to_request(list(generator.sessions(200)))).events
+    answered = [e for e in before if e.response_model]
+    assert answered and all(e.deployment == "" for e in before)
+    released = {e.deployment for e in after if e.service == "support-bot" and e.response_model}
+    assert released == {"service.version=2026.12.1"}
+    assert {e.deployment for e in after if e.service != "support-bot"} == {""}
