@@ -249,3 +249,36 @@ def test_spans_no_model_answered_are_not_versions():
     tool_span = screening(1, random.Random(9), model="m").model_copy(update={"model": None, "response_model": None})
     tracker.observe([tool_span])
     assert tracker.versions == {} and tracker.counters.unversioned == 1
+
+
+def test_drift_alerts_reach_the_webhooks_with_numbers_and_no_output_text():
+    import asyncio
+
+    import httpx
+
+    from pipeline.store.alerts import Alerter, slack_drift_message
+
+    tracker = run(3, SETTINGS, comply=0.4)
+    [alert] = tracker.alerts  # type: ignore[attr-defined]
+    text = slack_drift_message({**alert, "url": "http://desk/ui/drift?version=x"})["text"]
+    assert "support-bot · m-new" in text and "answer" not in text and "Ahoy" not in text
+
+    sent: list[tuple[str, dict]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        import json
+
+        sent.append((str(request.url), json.loads(request.content)))
+        return httpx.Response(200)
+
+    alerter = Alerter(webhook_url="http://hook.example/in", slack_url="http://slack.example/x")
+    alerter.submit_drift(alert)
+
+    async def deliver() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await alerter._send(client, alerter._queue.get_nowait())
+
+    asyncio.run(deliver())
+    assert [url for url, _ in sent] == ["http://hook.example/in", "http://slack.example/x"]
+    assert sent[0][1]["type"] == "oodwatch.drift" and sent[0][1]["moved"]
+    assert alerter.counters.sent == 2
