@@ -204,8 +204,8 @@ def table(report: dict[str, Any]) -> str:
                 f"    {m['test']:<40} effect {m['effect']:+.4f}  95% CI [{m['interval'][0]:+.4f}, "
                 f"{m['interval'][1]:+.4f}]  q {m['q']:.2g}"
             )
-        for e in ch["exemplars_new"][:3]:
-            lines.append(f"    new: {e['text'][:110]!r}")
+        for e in ch["exemplars_new"][:3] if ch["drifted"] else []:
+            lines.append(f"    typical of the new version: {e['text'][:110]!r}")
     return "\n".join(lines) if lines else "no model versions seen yet"
 
 
