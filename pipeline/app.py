@@ -57,6 +57,9 @@ def build_screener(settings: Settings) -> Screener:
         reference_sample_rate=settings.reference_sample_rate,
         text_mode=settings.screening_text,
         text_chars=settings.screening_text_chars,
+        profile_outputs=settings.drift.enabled,
+        output_sample_rate=settings.drift.output_sample_rate,
+        output_sample_chars=settings.drift.output_sample_chars,
     )
 
 
@@ -172,8 +175,9 @@ def create_app(
     join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
     otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
     normalizer = Normalizer(
-        topics, join, names.otlp_logs, batch_size=settings.normalize_batch_size, window_s=settings.normalize_window_s
-    )
+        topics, join, names.otlp_logs, batch_size=settings.normalize_batch_size, window_s=settings.normalize_window_s,
+        deployment_attributes=settings.drift.deployment_attribute_names,
+    )  # fmt: skip
     loops: list[StageLoop[Any]] = []
 
     def run_stage(stage: Any, source: Any, batch_size: int) -> None:

@@ -50,6 +50,67 @@ class Topics(BaseSettings):
         ]
 
 
+class DriftSettings(BaseSettings):
+    """Version drift (`OODWATCH_DRIFT_*`): when a new model version is compared with the one it
+    replaced, how sure a flag must be, and what the store samples and keeps to do it."""
+
+    model_config = SettingsConfigDict(env_prefix="OODWATCH_DRIFT_", env_file=".env", frozen=True, extra="ignore")
+
+    enabled: bool = True
+    #: Events of each version before the first comparison; then again at x`look_growth` events,
+    #: up to `max_samples` (afterwards the version is settled).
+    min_samples: int = Field(default=100, ge=20)
+    look_growth: float = Field(default=1.5, gt=1.0)
+    max_samples: int = Field(default=20_000, ge=20)
+    #: Bound on the chance that a version which did not change is ever flagged, over all its
+    #: comparisons (the tests are conservative: on drill traffic 1 in 200 unchanged versions was).
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    #: Practical floors: a rate must move at least this much (absolute), a score distribution
+    #: at least this KS distance, to count as drift even when the test is significant.
+    min_rate_diff: float = Field(default=0.005, ge=0.0)
+    min_ks_distance: float = Field(default=0.05, ge=0.0)
+    #: The predecessor's traffic in this many hours before a comparison is its baseline.
+    window_hours: int = Field(default=24, ge=1)
+    #: Share of events whose output start rides on the screening for behaviour drift (screen
+    #: side), and how many characters; none in the `hashed` text mode.
+    output_sample_rate: float = Field(default=0.25, ge=0.0, le=1.0)
+    output_sample_chars: int = Field(default=1000, ge=0)
+    #: Output embeddings kept per version (a reservoir), the fewest per side for the MMD test,
+    #: its permutations, and how many outputs per second the store embeds at most.
+    reservoir: int = Field(default=128, ge=8)
+    min_embeddings: int = Field(default=24, ge=8)
+    permutations: int = Field(default=2000, ge=100)
+    embed_rate_per_s: float = Field(default=50.0, gt=0.0)
+    #: A comparison waits this long for the outputs it should include to be embedded.
+    look_wait_s: float = Field(default=30.0, ge=0.0)
+    #: Tier-1 categories that mark a request as harmful (for the refusal rate on those).
+    request_categories: str = "harmful"
+    #: A rise in these rates (a fall in refusals) alerts through the webhooks (never for drills).
+    safety_categories: str = (
+        "harmful_output,harmful_output_rule,abusive_output,secret_leak,system_prompt_leak,personal_data,"
+        "exfiltration,refusal_on_harmful_requests"
+    )
+    #: Resource/span attributes that name a deployment (normalize side).
+    deployment_attributes: str = "service.version,deployment.environment.name,deployment.environment"
+    flush_interval_s: float = Field(default=10.0, gt=0.0)
+
+    @staticmethod
+    def _names(value: str) -> tuple[str, ...]:
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+
+    @property
+    def request_category_names(self) -> tuple[str, ...]:
+        return self._names(self.request_categories)
+
+    @property
+    def safety_category_names(self) -> tuple[str, ...]:
+        return self._names(self.safety_categories)
+
+    @property
+    def deployment_attribute_names(self) -> tuple[str, ...]:
+        return self._names(self.deployment_attributes)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OODWATCH_", env_file=".env", frozen=True, extra="ignore")
 
@@ -245,6 +306,7 @@ class Settings(BaseSettings):
     verdicts_queue_size: int = Field(default=10_000, ge=1)
     verdicts_batch_size: int = Field(default=512, ge=1)
     topics: Topics = Field(default_factory=Topics)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -37,6 +37,7 @@ def events_in(headers: Sequence[tuple[str, bytes]] | None) -> int:
             return int(value)
     return 1
 
+
 Item = TypeVar("Item", bound=BaseModel)
 
 

@@ -104,10 +104,34 @@ class Screening(BaseModel):
     #: The relaxation grant (ids comma-joined if several) that changed the guard's decision on
     #: this event; None for every decision no grant touched (and for records from before grants).
     grant_id: str | None = None
+    # -- what version drift needs (issue 18); all optional, so older records still decode ----
+    provider: str | None = None
+    #: The model that answered (a snapshot or fine-tune id); None: as `model`.
+    response_model: str | None = None
+    #: Deployment label (`service.version=...;deployment.environment=...`), "" when none.
+    deployment: str = ""
+    #: Characters of model output (None: unknown, e.g. a record from before these fields).
+    output_chars: int | None = None
+    #: The cheap refusal detector's verdict on the output (None: no output text or unknown).
+    refused: bool | None = None
+    #: Scopes of the tool calls the model made (read, write, network, payment, code_execution).
+    tool_scopes: tuple[str, ...] = ()
+    #: On a sample of events: the start of the output, for behaviour drift (embedded by the store).
+    output_sample: str | None = None
 
     @property
     def max_score(self) -> float:
         return max((s.score for s in self.scores), default=0.0)
+
+    @property
+    def version(self) -> str:
+        """The model version as drift keys it: service, answering model and deployment label."""
+        return version_label(self.service, self.response_model or self.model, self.deployment)
+
+
+def version_label(service: str, model: str | None, deployment: str = "") -> str:
+    """`service · model · deployment`: readable, and one string per (service, model, label) key."""
+    return " · ".join(part for part in (service, model or "unknown-model", deployment) if part)
 
 
 class ScreeningRow(BaseModel):
@@ -133,6 +157,14 @@ class ScreeningRow(BaseModel):
     received_ns: int
     normalized_ns: int
     screened_ns: int
+    # What version drift reads (see Screening); empty when the worker does not profile outputs.
+    provider: str | None = None
+    response_model: str | None = None
+    deployment: str = ""
+    output_chars: int | None = None
+    refused: bool | None = None
+    tool_scopes: tuple[str, ...] = ()
+    output_sample: str | None = None
 
 
 class ScreeningBatch(BaseModel):
@@ -162,7 +194,9 @@ class ScreeningBatch(BaseModel):
                 decision=row.decision, severity=row.severity, reasons=row.reasons,
                 policy_version=self.policy_version, detector_versions=self.detector_versions, drill_id=row.drill_id,
                 excerpt=row.excerpt, reference_text=row.reference_text, received_ns=row.received_ns,
-                normalized_ns=row.normalized_ns, screened_ns=row.screened_ns,
+                normalized_ns=row.normalized_ns, screened_ns=row.screened_ns, provider=row.provider,
+                response_model=row.response_model, deployment=row.deployment, output_chars=row.output_chars,
+                refused=row.refused, tool_scopes=row.tool_scopes, output_sample=row.output_sample,
             )
             for row in self.rows
         ]  # fmt: skip
@@ -254,6 +288,16 @@ class EvidenceBundle(BaseModel):
                 if grant:
                     return {**data, "grant_id": grant}
         return data
+
+    #: The model version that produced the events (`Screening.version`); filled from the
+    #: screenings when the assembler leaves it empty.
+    version: str = ""
+
+    @model_validator(mode="after")
+    def _version_from_screenings(self) -> EvidenceBundle:
+        if not self.version and self.screenings:
+            object.__setattr__(self, "version", self.screenings[0].version)
+        return self
 
 
 def group_key_for(service: str, categories: Sequence[str], text: str) -> str:

@@ -24,7 +24,7 @@ from pipeline.observability.metrics import StageMetrics
 from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
 from schemas.otel_logs import content_by_span, parse_logs_request
-from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
+from schemas.otel_mapping import DEPLOYMENT_ATTRIBUTES, MalformedRecord, map_request, parse_trace_request
 
 STAGE = "normalize"
 EVENTS = EnvelopeCodec(LLMEvent)
@@ -37,8 +37,11 @@ class NormalizeCounters(StageCounters):
 
 class Normalizer:
     def __init__(
-        self, topics: TopicHandles, join: LogJoin, logs_topic: str, *, batch_size: int, window_s: float
-    ) -> None:
+        self, topics: TopicHandles, join: LogJoin, logs_topic: str, *, batch_size: int, window_s: float,
+        deployment_attributes: Sequence[str] = DEPLOYMENT_ATTRIBUTES,
+    ) -> None:  # fmt: skip
+        """`deployment_attributes`: the span attributes that name a deployment (version drift)."""
+        self.deployment_attributes = tuple(deployment_attributes)
         self.topics = topics
         self.join = join
         self.logs_topic = logs_topic
@@ -59,7 +62,10 @@ class Normalizer:
                 joined = self.join.add_logs(content_by_span(parse_logs_request(payload)), event)
             else:
                 result = map_request(
-                    parse_trace_request(payload), received_ns=received_ns(message), normalized_ns=time.time_ns()
+                    parse_trace_request(payload),
+                    received_ns=received_ns(message),
+                    normalized_ns=time.time_ns(),
+                    deployment_attributes=self.deployment_attributes,
                 )
                 self.counters.skipped_spans += result.skipped_spans
                 joined = self.join.add_events(result.events, event)

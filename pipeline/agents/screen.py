@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from detectors.base import MatrixDetector
+from detectors.output_profile import screening_fields
 from detectors.text import screening_text
 from pipeline.agents.common import TopicHandles, log
 from pipeline.agents.stage import Outbox
@@ -78,11 +79,14 @@ class Screener:
 
     def __init__(
         self, detectors: Sequence[Any], policy: RoutingPolicy, reference_sample_rate: float = 0.0,
-        text_mode: TextMode = "truncated", text_chars: int = EXCERPT_CHARS,
+        text_mode: TextMode = "truncated", text_chars: int = EXCERPT_CHARS, profile_outputs: bool = False,
+        output_sample_rate: float = 0.0, output_sample_chars: int = 0,
     ) -> None:  # fmt: skip
         """`text_mode`: how much of each event's text its screening keeps (the store keeps it for
         the screenings' TTL): the last `text_chars` characters, all of it, or only its hash.
-        Hashed keeps no text anywhere, so it samples nothing for the reference either."""
+        Hashed keeps no text anywhere, so it samples nothing for the reference either.
+        `profile_outputs`: every screening carries what version drift reads (output length, the
+        refusal detector, tool-call scopes, a sampled output start)."""
         self.detectors = [as_matrix(d) for d in detectors]
         self.policy = policy
         self.versions = {d.name: d.version for d in self.detectors}
@@ -98,6 +102,9 @@ class Screener:
         self._sample_below = 0 if text_mode == "hashed" else int(reference_sample_rate * 2**32)
         self.text_mode = text_mode
         self.text_chars = text_chars
+        self.profile_outputs = profile_outputs
+        self.output_sample_rate = 0.0 if text_mode == "hashed" else output_sample_rate
+        self.output_sample_chars = output_sample_chars
 
     def _excerpt(self, event: LLMEvent) -> str:
         if self.text_mode == "truncated":
@@ -115,6 +122,8 @@ class Screener:
 
     def score_matrix(self, events: Sequence[LLMEvent]) -> np.ndarray:
         visible = detector_view(events)
+        if not self.detectors:
+            return np.zeros((len(events), 0))
         return np.concatenate([d.score_matrix(visible) for d in self.detectors], axis=1)
 
     def route(
@@ -128,6 +137,10 @@ class Screener:
         rows: list[ScreeningRow] = []
         onward: list[int] = []
         reasons: tuple[str, ...]
+        profiles = (
+            screening_fields(events, sample_rate=self.output_sample_rate, sample_chars=self.output_sample_chars)
+            if self.profile_outputs else [{}] * len(events)
+        )  # fmt: skip
         for i, event in enumerate(events):
             stored = sessions.get(event.session_id)
             if not touched[i] and not stored:  # most traffic: nothing near a threshold, no history
@@ -150,7 +163,7 @@ class Screener:
                     scores=tuple(scores[i].tolist()), decision=decision, severity=severity, reasons=reasons,
                     drill_id=event.drill_id, excerpt=self._excerpt(event),
                     reference_text=self._reference_text(event, decision), received_ns=event.received_ns,
-                    normalized_ns=event.normalized_ns, screened_ns=screened_ns,
+                    normalized_ns=event.normalized_ns, screened_ns=screened_ns, **profiles[i],
                 )
             )  # fmt: skip
         batch = self.batch(rows)

@@ -104,5 +104,14 @@ class TriageClient:
         """`/api/perf/<what>`: report, series, slos, alerts, status."""
         return self._get(f"/api/perf/{what}", **params)
 
+    def drift_report(self, service: str | None = None, namespace: str = "", hours: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/api/drift/report", service=service, namespace=namespace, hours=hours)
+        return result
+
+    def drift_versions(self, prefix: str) -> list[dict[str, Any]]:
+        """Versions of every namespace under `prefix` (a drill run's cases)."""
+        result: list[dict[str, Any]] = self._get("/api/drift/versions", prefix=prefix)
+        return result
+
     def close(self) -> None:
         self._http.close()

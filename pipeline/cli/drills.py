@@ -62,18 +62,42 @@ def stack_for(settings: Settings, local_judge: bool) -> Iterator[Settings]:
         stack.stop()
 
 
+def run_version_drift(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """`--family version_drift`: seeded runs of an old version, two drifted new versions and an
+    unchanged control (it runs on its own: it needs thousands of events per run)."""
+    from pipeline.drills.version_drift import FAMILY, chart, run_version_drift, table
+
+    with stack_for(settings, args.local_judge) as running:
+        summary = run_version_drift(
+            running, runs=args.runs, events_old=args.events_old, events_new=args.events_new, seed_set=args.seed_set,
+            timeout_s=args.timeout or 1800.0, progress=_say,
+        )  # fmt: skip
+    png = args.png or settings.data_dir / "drills" / f"{summary['run_id']}-{FAMILY}.png"
+    summary["chart"] = str(chart(summary, png))
+    floor = parse_floors(args.floor, args.min_recall).get(FAMILY, 1.0)
+    failing = summary["recall"] < floor or summary["control_false_alarm_rate"] > 0.05
+    summary["failing_families"] = [FAMILY] if failing else []
+    print(json.dumps(summary) if args.json else table(summary) + f"\nchart: {summary['chart']}", flush=True)
+    return summary, FAILED_FLOOR if failing else 0
+
+
 def run_once(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     if args.family and "perf_regression" in args.family:
         return run_perf_regression(settings, args)
     from pipeline.drills.report import chart, table
     from pipeline.drills.runner import run_drill
     from pipeline.drills.scenarios import FAMILIES
+    from pipeline.drills.version_drift import FAMILY as VERSION_DRIFT
 
+    if args.family and VERSION_DRIFT in args.family:
+        if len(args.family) > 1:
+            raise SystemExit(f"oodwatch: --family {VERSION_DRIFT} runs on its own (it needs thousands of events)")
+        return run_version_drift(settings, args)
     with stack_for(settings, args.local_judge) as running:
         summary, results = run_drill(
             running, families=args.family or list(FAMILIES), per_generator=args.per_generator,
             seed_set=args.seed_set, control_ratio=args.control_ratio, floors=parse_floors(args.floor, args.min_recall),
-            timeout_s=args.timeout, progress=_say,
+            timeout_s=args.timeout or 300.0, progress=_say,
         )  # fmt: skip
     png = args.png or settings.data_dir / "drills" / f"{summary['run_id']}.png"
     summary["chart"] = str(chart(summary, results, png))
@@ -135,13 +159,20 @@ def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--family", action="append", help="a shift family (repeatable); default: all")
+    parser.add_argument(
+        "--family",
+        action="append",
+        help="a shift family (repeatable); default: all but version_drift, which runs alone",
+    )
     parser.add_argument("--per-generator", type=int, default=3, help="cases per generator")
     parser.add_argument("--seed-set", choices=("heldout", "tuning"), default="heldout")
     parser.add_argument("--control-ratio", type=float, default=1.0, help="benign controls per drill case")
     parser.add_argument("--min-recall", type=float, default=0.9, help="recall floor of every family")
     parser.add_argument("--floor", action="append", default=[], metavar="FAMILY=RECALL", help="a family's own floor")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the pipeline")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for the pipeline (300; version_drift 1800)")
+    parser.add_argument("--runs", type=int, default=20, help="version_drift: seeded runs (3 new versions each)")
+    parser.add_argument("--events-old", type=int, default=300, help="version_drift: events of each old version")
+    parser.add_argument("--events-new", type=int, default=520, help="version_drift: events of each new version")
     parser.add_argument("--png", type=Path, help="chart path (default: <data dir>/drills/<run id>.png)")
     parser.add_argument("--local-judge", action="store_true", help="with the embedded stack: SmolLM2 as the judge")
     parser.add_argument("--json", action="store_true")

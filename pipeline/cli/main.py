@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.cli import drift as drift_cli
 from pipeline.cli import drills as drills_cli
 from pipeline.cli import guard as guard_cli
 from pipeline.cli import perf as perf_cli
@@ -392,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf_cli.add_commands(sub)
     tools_cli.add_commands(sub)
     guard_cli.add_commands(sub)
+    drift_cli.add_commands(sub)
     return parser
 
 

@@ -59,7 +59,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if name == "topics" or value is None:
+        if name in ("topics", "drift") or value is None:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
@@ -78,6 +78,8 @@ def child_env(settings: Settings) -> dict[str, str]:
         env["OODWATCH_JUDGE_API_KEY"] = settings.judge_key()
     for name, topic in settings.topics.model_dump().items():
         env[f"OODWATCH_TOPIC_{name.upper()}"] = topic
+    for name, value in settings.drift.model_dump().items():
+        env[f"OODWATCH_DRIFT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 

@@ -111,6 +111,15 @@ class Alerter:
             self.counters.dropped += 1
             log.error("alert queue full: SLO alert for %s dropped (it is stored)", alert.get("slo"))
 
+    def submit_drift(self, alert: dict[str, Any]) -> None:
+        """A model version whose safety-relevant rates rose (the drift tracker decides; it never
+        sends drills). One alert per version: the tracker alerts on its first such comparison."""
+        try:
+            self._queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+            log.error("alert queue full: drift alert for %s dropped", alert.get("version", "?"))
+
     def decide(self, bundle: EvidenceBundle) -> dict[str, Any] | None:
         if bundle.drill_id:
             self.counters.skipped_drills += 1
@@ -148,11 +157,13 @@ class Alerter:
 
     async def _send(self, client: httpx.AsyncClient, alert: dict[str, Any]) -> None:
         targets: list[tuple[str, dict[str, Any]]] = []
+        drift = alert.get("type") == "oodwatch.drift"
         if self.webhook_url:
-            targets.append((self.webhook_url, {"type": "oodwatch.escalation", **alert}))
+            targets.append((self.webhook_url, alert if drift else {"type": "oodwatch.escalation", **alert}))
         if self.slack_url:
             slo = alert.get("type") == "oodwatch.slo_burn"
-            targets.append((self.slack_url, slo_slack_message(alert) if slo else slack_message(alert)))
+            body = slack_drift_message(alert) if drift else slo_slack_message(alert) if slo else slack_message(alert)
+            targets.append((self.slack_url, body))
         if alert.get("type") == "oodwatch.session_action":
             targets = [(url, alert if url == self.webhook_url else slack_action_message(alert)) for url, _ in targets]
         for url, body in targets:
@@ -164,7 +175,7 @@ class Alerter:
                 self.counters.failed += 1
                 # The URL may carry a secret (Slack's does): name the target kind, not the URL.
                 kind = "slack" if url == self.slack_url else "webhook"
-                what = alert.get("bundle_id") or alert.get("record_id") or alert.get("slo")
+                what = alert.get("bundle_id") or alert.get("record_id") or alert.get("slo") or alert.get("version", "")
                 log.warning("alert to %s failed for %s: %s", kind, what, type(exc).__name__)
 
 
@@ -197,3 +208,17 @@ def slo_slack_message(alert: dict[str, Any]) -> dict[str, Any]:
         f"{alert['short_window_s'] // 60} min; {alert['budget_left']:.0%} of the error budget left"
     )
     return {"text": text}
+
+
+def slack_drift_message(alert: dict[str, Any]) -> dict[str, Any]:
+    """Names and numbers only: no model output reaches chat."""
+    moved = "; ".join(
+        f"{m['test']} {m['old_rate']:.1%} -> {m['new_rate']:.1%} (diff {m['difference']:+.1%}, 95% CI "
+        f"{m['interval'][0]:+.1%}..{m['interval'][1]:+.1%})"
+        for m in alert["moved"]
+    )
+    link = f" <{alert['url']}|report>" if alert.get("url") else ""
+    return {
+        "text": f":warning: oodwatch: model version {alert['version']} moved from {alert['baseline']} after "
+        f"{alert['events']} events: {moved}{link}"
+    }

@@ -26,7 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detectors.text import screening_text
+from pipeline.drift.report import build as drift_report_of
+from pipeline.drift.report import detail as drift_detail
+from pipeline.drift.store import DriftStore
 from pipeline.observability.http import metrics_body
+from pipeline.settings import DriftSettings
 from pipeline.store.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SESSION_TTL_S, Authenticator, Principal, Role
 from pipeline.store.clickhouse import Store
 from pipeline.store.desk import Desk, DeskError, Origin, QueueFilter, Sort, Status
@@ -101,6 +105,7 @@ def create_api(
     secure_cookies: bool = False,
     guard: Any = None,
     perf: Any = None,
+    drift_settings: DriftSettings | None = None,
 ) -> FastAPI:
     """`background` is started with the app and cancelled with it (the sink, in the store process);
     `guard` (a pipeline.guard.desk_api.GuardDesk) adds grants and session actions; `perf` (a
@@ -317,6 +322,38 @@ def create_api(
         """The tool registry: what agents were shown, pinned descriptions, rug pulls first."""
         return await asyncio.to_thread(store.tools, service=service, changed_only=changed_only, limit=limit)
 
+    # -- version drift --------------------------------------------------------------
+
+    drift = DriftStore(store)
+    safety = (drift_settings or DriftSettings()).safety_category_names
+
+    @app.get("/api/drift/report", responses=READ_Q)
+    async def drift_report(
+        _: Viewer, service: str | None = None, namespace: str = "",
+        hours: Annotated[int | None, Query(ge=1, le=24 * 180)] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Model versions with their rates (95% intervals) and what changed against their predecessors.
+        `namespace`: "" for live traffic, a drill id for a drill case's versions."""
+        return await asyncio.to_thread(
+            drift_report_of, drift, service=service, namespace=namespace, hours=hours, safety=safety
+        )
+
+    @app.get("/api/drift/versions", responses=READ_Q)
+    async def drift_versions(
+        _: Viewer, namespace: str = "", prefix: str | None = None, service: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The version registry; `prefix`: every namespace under it (a drill run's cases)."""
+        if prefix:
+            return await asyncio.to_thread(drift.versions_under, prefix)
+        return await asyncio.to_thread(drift.versions, namespace=namespace, service=service)
+
+    @app.get("/api/drift/versions/{version_id}", responses=ONE)
+    async def drift_version(_: Viewer, version_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(drift_detail, drift, version_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no model version {version_id!r}")
+        return found
+
     @app.get("/api/dead-letters", responses=READ_Q)
     async def dead_letters(_: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.dead_letters, limit)
@@ -350,6 +387,10 @@ def create_api(
 
         add_perf_routes(app, perf, Viewer, page)
 
+    @app.get("/ui/drift", include_in_schema=False)
+    async def ui_drift(request: Request) -> Response:
+        return page(request, "drift.html")
+
     @app.get("/ui/login", include_in_schema=False)
     async def ui_login_form() -> Response:
         return HTMLResponse(_web("login.html"))
@@ -357,6 +398,7 @@ def create_api(
     @app.get("/ui/static/{name}", include_in_schema=False)
     async def ui_static(name: str) -> Response:
         types = {"app.js": "text/javascript", "perf.js": "text/javascript", "style.css": "text/css"}
+        types = {"app.js": "text/javascript", "drift.js": "text/javascript", "style.css": "text/css"}
         if name not in types:
             raise HTTPException(status_code=404)
         return Response(_web(name), media_type=types[name], headers={"Cache-Control": "no-cache"})

@@ -27,13 +27,13 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 SCREENING_COLUMNS = [
     "event_id", "session_id", "trace_id", "service", "model", "operation", "decision", "severity",
     "max_score", "scores", "thresholds", "reasons", "policy_version", "detector_versions", "drill_id",
-    "excerpt", "received_at", "normalized_at", "screened_at", "stored_at", "grant_id",
+    "excerpt", "received_at", "normalized_at", "screened_at", "stored_at", "grant_id", "version",
 ]  # fmt: skip
 BUNDLE_COLUMNS = [
     "bundle_id", "session_id", "trace_id", "service", "model", "severity", "severity_rank", "categories",
     "max_score", "queue_state", "judge_status", "policy_version", "drill_id", "bundle", "created_at",
     "stored_at", "revision", "tenant", "group_key", "claimed_by", "label", "resolved_by", "resolved_at",
-    "grant_id",
+    "grant_id", "version",
 ]  # fmt: skip
 DEAD_LETTER_COLUMNS = [
     "dead_letter_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
@@ -362,7 +362,7 @@ def _screening_row(s: Screening, stored_ns: int) -> list[Any]:
         s.severity.value if s.severity else "", s.max_score, {c.category: c.score for c in s.scores},
         {c.category: c.threshold for c in s.scores}, list(s.reasons), s.policy_version,
         dict(s.detector_versions), s.drill_id or "", s.excerpt, s.received_ns, s.normalized_ns,
-        s.screened_ns, stored_ns, s.grant_id or "",
+        s.screened_ns, stored_ns, s.grant_id or "", s.version,
     ]  # fmt: skip
 
 
@@ -371,5 +371,5 @@ def _bundle_row(b: EvidenceBundle, stored_ns: int) -> list[Any]:
         b.bundle_id, b.session_id, b.trace_ids[0] if b.trace_ids else "", b.service, b.model or "",
         b.severity.value, b.severity.rank, list(b.categories), b.max_score, b.queue_state, b.judge_status,
         b.policy_version, b.drill_id or "", b.model_dump_json(), b.created_ns, stored_ns, 1, b.tenant,
-        b.group_key, "", "", "", 0, b.grant_id or "",
+        b.group_key, "", "", "", 0, b.grant_id or "", b.version,
     ]  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from pipeline.drift.wiring import ObservedStore, build_tracker
 from pipeline.guard.desk_api import GuardDesk
 from pipeline.perf.service import PerfService
 from pipeline.perf.slo import load_slo_file
@@ -13,8 +14,9 @@ from pipeline.settings import Settings
 from pipeline.store.alerts import Alerter
 from pipeline.store.api import create_api
 from pipeline.store.auth import Authenticator, api_token, load_tokens
-from pipeline.store.clickhouse import Store
+from pipeline.store.clickhouse import Store, connect
 from pipeline.store.sink import Sink
+from schemas.evidence import EvidenceBundle
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,23 @@ async def serve_store(settings: Settings) -> None:
     from pipeline.observability.verdicts import exporter_from
 
     observability = start_observability(settings, "store")
-    store = Store.open(settings.store_dsn, cluster=settings.clickhouse_cluster)
+    store = ObservedStore(connect(settings.store_dsn, settings.clickhouse_cluster), settings.clickhouse_cluster)
+    store.migrate()
     store.apply_retention(settings.screening_ttl_days)
     alerts = Alerter.from_settings(settings)
+    drift = await asyncio.to_thread(build_tracker, settings, store, alerts.submit_drift if alerts else None)
+    store.tracker = drift
+
+    def on_bundles(bundles: list[EvidenceBundle]) -> None:
+        if alerts:
+            alerts.submit(bundles)
+        if drift:
+            drift.observe_bundles(bundles)
+
     verdicts = exporter_from(
         settings.otlp_verdicts_endpoint, settings.verdicts_queue_size, settings.verdicts_batch_size
     )
-    sink = Sink(settings, store, on_bundles=alerts.submit if alerts else None, verdicts=verdicts)
+    sink = Sink(settings, store, on_bundles=on_bundles, verdicts=verdicts)
     lag = LagReader(settings).start() if settings.metrics_enabled else None
     guard = guard_desk(settings, store, alerts)
     perf = PerfService(
@@ -70,6 +82,8 @@ async def serve_store(settings: Settings) -> None:
             tasks.append(asyncio.create_task(alerts.run()))
         if verdicts:
             tasks.append(asyncio.create_task(verdicts.run()))
+        if drift:
+            tasks.append(asyncio.create_task(drift.run()))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -86,6 +100,7 @@ async def serve_store(settings: Settings) -> None:
         secure_cookies=settings.ui_secure_cookies,
         guard=guard,
         perf=perf,
+        drift_settings=settings.drift,
     )
     config = uvicorn.Config(app, host=settings.host, port=settings.api_port, log_level="warning", access_log=False)
     try:
@@ -94,4 +109,6 @@ async def serve_store(settings: Settings) -> None:
         if lag is not None:
             lag.stop()
         observability.stop()
+        if drift:
+            await asyncio.to_thread(drift.flush)
         store.close()

@@ -17,6 +17,7 @@ from pipeline.synth.emit import SessionEmitter
 from pipeline.synth.traffic import TrafficGenerator
 
 POLL_S = 0.5
+ROLLOUT = ("support-bot", "2026.12.1")
 
 
 @dataclass
@@ -28,7 +29,12 @@ class DemoResult:
 
 def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: int, progress: Any) -> DemoResult:
     generator = TrafficGenerator(seed=seed)
-    sessions = list(generator.sessions(events))
+    sessions = list(generator.sessions(events // 2))
+    # Halfway, a version change: support-bot ships a new release (service.version), so each of its
+    # models becomes a new version that the store's drift tracker compares with the one it
+    # replaced (`oodwatch drift report`).
+    generator.roll_out(ROLLOUT[0], release=ROLLOUT[1])
+    sessions += list(generator.sessions(events - sum(s.llm_spans() for s in sessions)))
     expected = sum(s.llm_spans() for s in sessions)
     attack_sessions = {s.session_id for s in sessions if s.attack}
     emitter = SessionEmitter(settings.receiver_url)
@@ -78,6 +84,7 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         "hops_p50_p99_ms": stats["hops_p50_p99_ms"],
         "exporter_flushed": flushed,
         "wall_s": round(time.monotonic() - started, 2),
+        "version_change": {"service": ROLLOUT[0], "service.version": ROLLOUT[1]},
     }
     return DemoResult(summary, complete=stats["screenings"] >= expected, since_ns=since_ns)
 

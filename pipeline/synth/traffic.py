@@ -16,6 +16,13 @@ from typing import Any
 
 SERVICES = ("support-bot", "docs-assistant", "travel-agent", "code-helper")
 MODELS = ("gpt-4o-mini", "llama-3.1-8b-instruct", "claude-3-5-haiku", "qwen2.5-7b-instruct")
+#: The snapshot that answers each requested model (`gen_ai.response.model`), until a roll-out.
+SNAPSHOTS = {
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "llama-3.1-8b-instruct": "llama-3.1-8b-instruct-q4",
+    "claude-3-5-haiku": "claude-3-5-haiku-20241022",
+    "qwen2.5-7b-instruct": "qwen2.5-7b-instruct-awq",
+}
 
 BENIGN_QUESTIONS = (
     "How do I reset my password if I no longer have access to my email?",
@@ -156,6 +163,27 @@ class TrafficGenerator:
     def __init__(self, seed: int = 7, attack_ratio: float = 0.05) -> None:
         self.rng = random.Random(seed)
         self.attack_ratio = attack_ratio
+        self.rollouts: dict[tuple[str, str], str] = {}
+        self.releases: dict[str, str] = {}
+
+    def roll_out(self, service: str, *, model: str | None = None, snapshot: str = "", release: str = "") -> None:
+        """From now on `service` runs a new version: `model` answered by `snapshot`, or every model
+        under a new `release` (its `service.version`)."""
+        if model is not None:
+            self.rollouts[(service, model)] = snapshot
+        if release:
+            self.releases[service] = release
+
+    def snapshot(self, service: str, model: str) -> str:
+        return self.rollouts.get((service, model), SNAPSHOTS.get(model, model))
+
+    def deployment(self, service: str) -> dict[str, str]:
+        release = self.releases.get(service)
+        return {"service.version": release} if release else {}
+
+    def answered_by(self, service: str, model: str) -> dict[str, str]:
+        """What the instrumentation records of the version that answered."""
+        return {"gen_ai.response.model": self.snapshot(service, model), **self.deployment(service)}
 
     def sessions(self, events: int) -> Iterator[Session]:
         """Sessions until at least `events` LLM events have been produced."""
@@ -200,6 +228,7 @@ class TrafficGenerator:
                         "gen_ai.operation.name": "chat",
                         "gen_ai.provider.name": "openai",
                         "gen_ai.request.model": model,
+                        **self.answered_by(service, model),
                         "gen_ai.conversation.id": session_id,
                         "gen_ai.system_instructions": json.dumps(
                             [{"type": "text", "content": "You are a helpful support assistant."}]
@@ -280,7 +309,8 @@ class TrafficGenerator:
         llm_attrs: dict[str, Any] = {
             "openinference.span.kind": "LLM",
             "session.id": session_id,
-            "llm.model_name": model,
+            "llm.model_name": self.snapshot(service, model),
+            **self.deployment(service),
             "llm.provider": "openai",
             "llm.input_messages.0.message.role": "system",
             "llm.input_messages.0.message.content": "Answer using only the context.\n\n" + "\n".join(docs),
@@ -322,6 +352,7 @@ class TrafficGenerator:
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": "openai",
                 "gen_ai.request.model": model,
+                **self.answered_by(service, model),
                 "gen_ai.tool.definitions": definitions,
                 "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [{"type": "text", "content": user}]}]),
                 "gen_ai.output.messages": json.dumps(
@@ -353,6 +384,7 @@ class TrafficGenerator:
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": "openai",
                 "gen_ai.request.model": model,
+                **self.answered_by(service, model),
                 "gen_ai.input.messages": json.dumps(
                     [
                         {"role": "user", "parts": [{"type": "text", "content": user}]},
@@ -388,6 +420,7 @@ class TrafficGenerator:
         attrs: dict[str, Any] = {
             "gen_ai.system": "openai",
             "gen_ai.request.model": model,
+            **self.answered_by(service, model),
             "llm.request.type": "chat",
             "traceloop.association.properties.session_id": session_id,
             "session.id": session_id,

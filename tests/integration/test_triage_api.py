@@ -21,7 +21,7 @@ TOKENS = {
 }
 # /metrics is public like the health checks: counts and latencies only, for Prometheus to scrape.
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/ui/login", "/ui/static/{name}"}
-PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills", "/ui/guard"}
+PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills", "/ui/guard", "/ui/drift"}
 
 
 @pytest.fixture
