@@ -294,7 +294,7 @@ class CompiledRouting:
         self.policy = policy
         self.columns = list(columns)
         rules = [policy.rule(category) for category, _, _ in columns]
-        self.routes = np.array(["/" not in category for category, _, _ in columns])
+        self.routes = np.array(["/" not in category for category, _, _ in columns], dtype=bool)
         self.threshold = np.array(
             [t if r.threshold == "model" else float(r.threshold) for (_, t, _), r in zip(columns, rules, strict=True)],
             dtype=np.float64,
