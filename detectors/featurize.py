@@ -68,7 +68,7 @@ def _compile() -> dict[str, Any]:
         return h
 
     @nb.njit(cache=True, nogil=True)
-    def lookup(keys: Any, rows: Any, key: Any) -> int:
+    def lookup(keys: Any, rows: Any, key: Any) -> Any:
         mask = np.uint64(keys.shape[0] - 1)
         slot = key & mask
         while True:
@@ -109,7 +109,10 @@ def _compile() -> dict[str, Any]:
 
     @nb.njit(cache=True, nogil=True)
     def all_digits(buf: Any, start: int, end: int) -> bool:
-        return all(48 <= buf[i] <= 57 for i in range(start, end))
+        for i in range(start, end):  # noqa: SIM110 (numba compiles no generator)
+            if not (48 <= buf[i] <= 57):
+                return False
+        return True
 
     @nb.njit(cache=True, nogil=True)
     def ngram_vector(buf: Any, start: int, end: int, ngrams: Any, acc: Any, scratch: Any) -> int:

@@ -99,7 +99,7 @@ def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
     built = 0
     if args.force or not (out / MODEL_FILE).exists():
         _say(f"building the tier-1 classifier ({tier1_kind()}) into {out}: trains, exports, evaluates across sources")
-        card = build_tier1(out, settings.datasets_path, evaluation_texts=evaluation_texts())
+        card = build_tier1(out, settings.datasets_path, evaluation_texts=evaluation_texts(), progress=_say)
         _say(f"  tier1 {card['version']}: {headline(card)}")
         built += 1
     if args.force or not (out / TIER2_META).exists():

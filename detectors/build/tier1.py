@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,15 +159,18 @@ def tier1_kind() -> str:
 
 
 def build_tier1(
-    out_dir: Path, datasets_dir: Path, *, evaluation_texts: Iterable[str] = (), kind: str | None = None
-) -> dict[str, Any]:
+    out_dir: Path, datasets_dir: Path, *, evaluation_texts: Iterable[str] = (), kind: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Build the tier-1 model of `kind` (default: OODWATCH_TIER1_MODEL) and return its card."""
     kind = kind or tier1_kind()
     texts = list(evaluation_texts)
     if kind == "static":
         from detectors.build.tier1_static import build_tier1_static
 
-        return build_tier1_static(out_dir, datasets_dir, evaluation_texts=texts)
+        if progress is None:
+            return build_tier1_static(out_dir, datasets_dir, evaluation_texts=texts)
+        return build_tier1_static(out_dir, datasets_dir, evaluation_texts=texts, progress=progress)
     from detectors.build.tier1_static import check_leakage
 
     check_leakage(load_all(datasets_dir), texts)
