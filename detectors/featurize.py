@@ -52,13 +52,35 @@ def _compile() -> dict[str, Any]:
         return _KERNELS
     import numba as nb
 
-    @nb.njit(cache=True, nogil=True, inline="always")
-    def is_word_byte(b: int) -> bool:
-        return (97 <= b <= 122) or (48 <= b <= 57) or (65 <= b <= 90) or b >= 128
-
-    @nb.njit(cache=True, nogil=True, inline="always")
-    def is_space(b: int) -> bool:
-        return b == 32 or b == 9 or b == 10 or b == 13 or b == 11 or b == 12
+    @nb.njit(cache=True, nogil=True)
+    def char_at(buf: Any, i: int, end: int) -> tuple[int, int]:
+        """(class, byte length) of the character at buf[i]: 0 space, 1 word, 2 symbol. Non-ASCII is
+        a letter unless it is punctuation, symbols or emoji (Latin-1 punctuation, U+2000-U+2BFF,
+        CJK punctuation, U+1F000 on): "—", "¿", "«", "、", emoji do not glue onto words."""
+        b = buf[i]
+        if b < 128:
+            if b == 32 or 9 <= b <= 13:
+                return 0, 1
+            if (97 <= b <= 122) or (48 <= b <= 57) or (65 <= b <= 90):
+                return 1, 1
+            return 2, 1
+        length = 2 if b < 0xE0 else 3 if b < 0xF0 else 4
+        if i + length > end:
+            return 2, end - i
+        c1 = buf[i + 1]
+        if b == 0xC2 and c1 >= 0xA0:  # U+00A0-U+00BF: nbsp, ¡ « » ¿ ° ...
+            return (0 if c1 == 0xA0 else 2), 2
+        if b == 0xC3 and (c1 == 0x97 or c1 == 0xB7):  # × ÷
+            return 2, 2
+        if b == 0xE2 and 0x80 <= c1 <= 0xAF:  # U+2000-U+2BFF: spaces, dashes, quotes, arrows, maths
+            return (0 if c1 == 0x80 and buf[i + 2] <= 0x8A else 2), 3
+        if b == 0xE3 and c1 == 0x80:  # U+3000-U+303F: CJK spaces and punctuation
+            return 2, 3
+        if b == 0xEF and c1 == 0xBC and buf[i + 2] <= 0x8F:  # fullwidth ! " # ... (NFKC usually folds them)
+            return 2, 3
+        if b == 0xF0 and c1 == 0x9F:  # U+1F000-U+1FFFF: emoji and pictographs
+            return 2, 4
+        return 1, length
 
     @nb.njit(cache=True, nogil=True)
     def fnv(buf: Any, start: int, end: int, seed: Any) -> Any:
@@ -82,27 +104,25 @@ def _compile() -> dict[str, Any]:
 
     @nb.njit(cache=True, nogil=True)
     def tokens(buf: Any, start: int, end: int, out: Any) -> int:
-        """(start, end, kind) of each token of buf[start:end] into out; returns the count."""
+        """(start, end, kind) of each token of buf[start:end] into out; returns the count.
+        A token is a run of word characters or a run of symbol characters."""
         n = 0
         i = start
         limit = out.shape[0]
         while i < end and n < limit:
-            b = buf[i]
-            if is_space(b):
-                i += 1
+            cls, size = char_at(buf, i, end)
+            if cls == 0:
+                i += size
                 continue
-            j = i + 1
-            if is_word_byte(b):
-                while j < end and is_word_byte(buf[j]):
-                    j += 1
-                kind = KIND_WORD
-            else:
-                while j < end and not is_space(buf[j]) and not is_word_byte(buf[j]):
-                    j += 1
-                kind = KIND_SYMBOL
+            j = i + size
+            while j < end:
+                nxt, nsize = char_at(buf, j, end)
+                if nxt != cls:
+                    break
+                j += nsize
             out[n, 0] = i
             out[n, 1] = j
-            out[n, 2] = kind
+            out[n, 2] = KIND_WORD if cls == 1 else KIND_SYMBOL
             n += 1
             i = j
         return n

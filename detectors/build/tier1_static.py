@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.build.datasets import BENIGN_SOURCES, FAMILIES, SOURCES, LabelledSplit, load_all
+from detectors.build.datasets import BENIGN_SOURCES, FAMILIES, SCREENED_BENIGN_SOURCES, SOURCES, LabelledSplit, load_all
 from detectors.build.static_vectors import build_static_table
 from detectors.featurize import Featurizer, StaticTable
 from detectors.speed import measure
@@ -289,7 +289,7 @@ def thresholds_for(scores: dict[str, np.ndarray], validation: Rows, target_fpr: 
         fpr = HARMFUL_TARGET_FPR if category == HARMFUL_CATEGORY else target_fpr
         per_text = _per_text_max(values, validation.text_id)
         threshold = threshold_at_fpr(per_text, labels, fpr)
-        for name in BENIGN_SOURCES:
+        for name in SCREENED_BENIGN_SOURCES:
             mine = source == name
             if mine.sum() >= 50:
                 threshold = max(threshold, threshold_at_fpr(per_text[mine], labels[mine], fpr * PER_SOURCE_SHARE))
@@ -481,7 +481,7 @@ def build_tier1_static(
             figures["fpr_routed"] = float(np.mean(routed[positive == 0]))
         if 0 < positive.sum() < len(positive):
             figures["auc"] = auc(positive, onnx[category])
-        if name in BENIGN_SOURCES:
+        if name in SCREENED_BENIGN_SOURCES:
             benign_fpr[name] = figures["fpr_routed"]
         per_source[name] = figures
     if agreement < MIN_EXPORT_AGREEMENT:
@@ -515,6 +515,8 @@ def build_tier1_static(
         "test": per_source,
         "benign_fpr": benign_fpr,
         "benign_fpr_max": max(benign_fpr.values()),
+        "benign_fpr_from": "test splits of the benign sources tier 1 screens at run time (bfcl-tools, tool "
+        "descriptions, is a training negative only: the tool lint reads descriptions; see test.bfcl-tools)",
         "per_family": per_family(trained, rows),
         "cross_source": cross,
         "calibration": {"method": "Platt scaling on the validation splits, inside the ONNX graph", **trained.platt},
