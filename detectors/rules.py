@@ -277,8 +277,8 @@ _OVERRIDE_PATTERNS = [
     for p in (
         # verb ... (previous|all) ... (instructions|rules) in English, Spanish, French, German, Italian,
         # Portuguese, Dutch, Polish and Turkish; the noun is required, so "ignore the previous email" is not one.
-        r"\b(ignore|disregard|forget|overrid(e|ing)|bypass)\b.{0,40}\b(instructions?|rules|guidelines|directives|"
-        r"guidance|system\s+prompt)\b",
+        r"\b(ignore|disregard|forget|overrid(e|ing)|bypass)\b.{0,40}\b(instructions?|directions|rules|guidelines|"
+        r"directives|guidance|system\s+prompt)\b",
         r"\b(reveal|print|show|output|repeat|leak|dump)\b.{0,30}\b(your\s+)?(system\s+prompt|hidden\s+instructions?|"
         r"initial\s+prompt|developer\s+instructions?)\b",
         r"\b(ignora|olvida|omite)\b.{0,40}\b(instrucciones|reglas|indicaciones)\b",
@@ -296,7 +296,7 @@ _OVERRIDE_PATTERNS = [
 _OVERRIDE_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _OVERRIDE_PATTERNS), re.IGNORECASE)
 # Every pattern ends in one of these nouns; most text has none, and this scan is cheap.
 _OVERRIDE_TRIGGER = re.compile(
-    r"instruc|instru[cç]|rules|guideline|directive|guidance|prompt|reglas|indicacion|consignes|règles|anweisung|"
+    r"instruc|instru[cç]|direction|rules|guideline|directive|guidance|prompt|reglas|indicacion|consignes|règles|anweisung|"
     r"regeln|vorgaben|istruzion|regole|regras|instructie|regels|instrukcj|zasady|polecen|talimat|kuralları",
     re.IGNORECASE,
 )
