@@ -204,3 +204,56 @@ def hard_negative_requests(n: int, seed: int = 29) -> list[str]:
         )  # fmt: skip
         out.add(re.sub(r"\s+", " ", text))
     return sorted(out)
+
+
+#: Polite everyday requests in other languages: (frames with {o}, objects). Most non-English text in
+#: the training sets is attacks (multilingual injection sets), so without these the heads read
+#: "Can you help me ..." in Dutch or Polish as an attack.
+_MULTILINGUAL: dict[str, tuple[list[str], list[str]]] = {
+    "nl": (["Kunt u mij helpen met {o}?", "Kunt u mij vertellen hoe {o} werkt?", "Ik heb een vraag over {o}.",
+            "Hoe kan ik {o} aanpassen?", "Waar vind ik {o}?"],
+           ["mijn bestelling", "de levering", "mijn wachtwoord", "het abonnement", "de retourzending",
+            "mijn account", "de openingstijden", "de garantie"]),
+    "de": (["Können Sie mir mit {o} helfen?", "Ich habe eine Frage zu {o}.", "Wie ändere ich {o}?",
+            "Wo finde ich {o}?", "Könnten Sie mir {o} erklären?"],
+           ["meiner Bestellung", "der Lieferung", "meinem Passwort", "dem Abo", "der Rücksendung", "meinem Konto",
+            "den Öffnungszeiten", "der Garantie"]),
+    "fr": (["Pouvez-vous m'aider avec {o} ?", "J'ai une question sur {o}.", "Comment modifier {o} ?",
+            "Où puis-je trouver {o} ?", "Pourriez-vous m'expliquer {o} ?"],
+           ["ma commande", "la livraison", "mon mot de passe", "l'abonnement", "le retour", "mon compte",
+            "les horaires", "la garantie"]),
+    "es": (["¿Me puede ayudar con {o}?", "Tengo una pregunta sobre {o}.", "¿Cómo cambio {o}?", "¿Dónde encuentro {o}?",
+            "¿Podría explicarme {o}?"],
+           ["mi pedido", "la entrega", "mi contraseña", "la suscripción", "la devolución", "mi cuenta", "el horario",
+            "la garantía"]),
+    "it": (["Mi potete aiutare con {o}?", "Ho una domanda su {o}.", "Come posso modificare {o}?", "Dove trovo {o}?",
+            "Potreste spiegarmi {o}?"],
+           ["il mio ordine", "la consegna", "la mia password", "l'abbonamento", "il reso", "il mio account",
+            "gli orari", "la garanzia"]),
+    "pt": (["Pode me ajudar com {o}?", "Tenho uma dúvida sobre {o}.", "Como altero {o}?", "Onde encontro {o}?",
+            "Poderia me explicar {o}?"],
+           ["o meu pedido", "a entrega", "a minha senha", "a assinatura", "a devolução", "a minha conta",
+            "o horário", "a garantia"]),
+    "pl": (["Czy możesz mi pomóc z {o}?", "Mam pytanie dotyczące {o}.", "Jak mogę zmienić {o}?", "Gdzie znajdę {o}?",
+            "Czy możesz mi wyjaśnić {o}?"],
+           ["zamówieniem", "dostawą", "hasłem", "subskrypcją", "zwrotem", "kontem", "godzinami otwarcia",
+            "gwarancją"]),
+    "tr": (["{o} konusunda yardım eder misiniz?", "{o} hakkında bir sorum var.", "{o} nasıl değiştirebilirim?",
+            "{o} nerede bulabilirim?"],
+           ["Siparişim", "Teslimat", "Şifrem", "Abonelik", "İade", "Hesabım", "Çalışma saatleri", "Garanti"]),
+    "sv": (["Kan du hjälpa mig med {o}?", "Jag har en fråga om {o}.", "Hur ändrar jag {o}?", "Var hittar jag {o}?"],
+           ["min beställning", "leveransen", "mitt lösenord", "prenumerationen", "returen", "mitt konto"]),
+    "cs": (["Můžete mi pomoci s {o}?", "Mám dotaz ohledně {o}.", "Jak změním {o}?", "Kde najdu {o}?"],
+           ["objednávkou", "doručením", "heslem", "předplatným", "vrácením zboží", "účtem"]),
+    "ro": (["Mă puteți ajuta cu {o}?", "Am o întrebare despre {o}.", "Cum pot schimba {o}?", "Unde găsesc {o}?"],
+           ["comanda mea", "livrarea", "parola", "abonamentul", "returul", "contul meu"]),
+    "id": (["Bisakah Anda membantu saya dengan {o}?", "Saya punya pertanyaan tentang {o}.",
+            "Bagaimana cara mengubah {o}?", "Di mana saya bisa menemukan {o}?"],
+           ["pesanan saya", "pengiriman", "kata sandi", "langganan", "pengembalian barang", "akun saya"]),
+}  # fmt: skip
+
+
+def multilingual_requests() -> list[str]:
+    """Every frame with every object, per language (a few hundred short requests)."""
+    return sorted({frame.format(o=obj) for frames, objects in _MULTILINGUAL.values() for frame in frames
+                   for obj in objects})  # fmt: skip

@@ -167,7 +167,7 @@ SOURCES = {
     "hard-negatives": Source(
         "hard-negatives", "generated here (detectors/build/benign_synth.py)",
         "benign requests of the kinds v1 flagged (mail to a named address, exports, account and security "
-        "questions, talking about attacks), benign",
+        "questions, talking about attacks) and polite everyday requests in 12 languages, benign",
     ),
 }  # fmt: skip
 
@@ -317,9 +317,9 @@ def _tool_outputs(datasets_dir: Path) -> list[str]:
 
 
 def _hard_negatives(datasets_dir: Path) -> list[str]:
-    from detectors.build.benign_synth import hard_negative_requests
+    from detectors.build.benign_synth import hard_negative_requests, multilingual_requests
 
-    return hard_negative_requests(HARD_NEGATIVES)
+    return sorted(set(hard_negative_requests(HARD_NEGATIVES)) | set(multilingual_requests()))
 
 
 _JAILBREAK_SLOT = re.compile(r"\{\{\s*prompt\s*\}\}")
