@@ -219,6 +219,10 @@ class Tier1Classifier:
     def providers(self) -> list[str]:
         return self._model.providers
 
+    def clear_cache(self) -> None:
+        """Forget cached part scores (benchmarks time new text with it)."""
+        self._cache.clear()
+
     def _text_matrix(self, normalised: list[str]) -> np.ndarray:
         if isinstance(self._model, StaticTier1):
             return self._model.matrix(normalised)

@@ -66,6 +66,9 @@ def hot_path_costs(settings: Settings, events: list[Any], repeats: int = 7) -> d
     steps: dict[str, Callable[[], Any]] = {"decode": lambda: [LLMEvent.model_validate_json(r) for r in raw]}
     for detector in screener.detectors:
         steps[detector.name] = functools.partial(detector.score, events)
+        clear = getattr(detector, "clear_cache", None)
+        if clear is not None:  # new text every repeat, not the cache's answer
+            steps[detector.name] = functools.partial(_uncached, clear, detector.score, events)
     steps["route"] = lambda: screener.route(events, scores, {})
     steps["serialize"] = lambda: [s.model_dump_json() for s in screenings]
 
@@ -80,6 +83,11 @@ def hot_path_costs(settings: Settings, events: list[Any], repeats: int = 7) -> d
     costs = {name: per_event_us(step) for name, step in steps.items()}
     costs["total"] = round(sum(costs.values()), 1)
     return costs
+
+
+def _uncached(clear: Callable[[], None], score: Callable[[Any], Any], events: list[Any]) -> Any:
+    clear()
+    return score(events)
 
 
 def bench_tier2(settings: Settings, *, batch_size: int, seconds: float) -> dict[str, Any]:
