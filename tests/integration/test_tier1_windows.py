@@ -28,6 +28,13 @@ def score(model, ev, category):
     return next(s for s in model.score([ev])[0] if s.category == category)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="v2 regression (issue 14): a 73-character override inside 512-character windows of ordinary prose "
+    "scores 0.17, below the filler's own 0.17 max (alone: 0.997); the mean pooling is dominated by the filler. "
+    "Fix: train on attacks spliced into benign text, or score sentence windows. The instruction-override rule "
+    "still catches this phrasing.",
+)
 def test_an_attack_in_the_middle_of_a_long_input_is_found(model):
     buried = FILLER * 60 + ATTACK + " " + FILLER * 60
     assert len(windows(buried)) > 1
