@@ -528,11 +528,11 @@ class ToolDescriptionLint(MatrixDetector):
         self.categories: tuple[str, ...] = (CATEGORY,)
         self.thresholds: tuple[float, ...] = (self.threshold,)
         if model_dir is not None:
-            from detectors.tier1_classifier import META_FILE, MODEL_FILE, OnnxTier1
+            from detectors.tier1_classifier import META_FILE, MODEL_FILE, load_text_model
 
             if (model_dir / MODEL_FILE).exists() and (model_dir / META_FILE).exists():
                 meta = json.loads((model_dir / META_FILE).read_text())
-                self._model = OnnxTier1.load(model_dir / MODEL_FILE, meta.get("families", []))
+                self._model = load_text_model(model_dir)
                 self.version = f"lint-2+{meta.get('version', 'tier1')}"
                 self.categories = (CATEGORY, LEARNED_CATEGORY)
                 self.thresholds = (self.threshold, self.learned_threshold)

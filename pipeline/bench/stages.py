@@ -30,14 +30,22 @@ def bench_tier1(settings: Settings, *, batch_size: int, seconds: float) -> dict[
     from detectors.rules import default_rules
     from detectors.tier1_classifier import Tier1Classifier
 
-    detector = Tier1Classifier(settings.models_path)
+    detector = Tier1Classifier(settings.models_path, cache=False)
+    cached = Tier1Classifier(settings.models_path)
     rules = default_rules()
     events = _events(max(batch_size, 1024))
-    classifier = measure(detector.score, events, batch_size=batch_size, seconds=seconds)
+    # The headline is the uncached fast path (every part scored afresh): the demo mix repeats its
+    # texts, so the cached figure says what a conversation's history costs, not a new text.
+    classifier = measure(detector.score_matrix, events, batch_size=batch_size, seconds=seconds)
+    with_cache = measure(cached.score_matrix, events, batch_size=batch_size, seconds=1.0)
+    wrapped = measure(detector.score, events, batch_size=batch_size, seconds=1.0)
     all_rules = measure(lambda batch: [rule.score(batch) for rule in rules], events, batch_size=batch_size, seconds=1.0)
     return {
         "stage": "tier1",
         **asdict(classifier),
+        "measured": "Tier1Classifier.score_matrix, part cache off, one intra-op thread, the demo's traffic mix",
+        "events_per_s_cached": with_cache.events_per_s,
+        "score_events_per_s": wrapped.events_per_s,
         "rules_events_per_s": all_rules.events_per_s,
         "hot_path_us_per_event": hot_path_costs(settings, events[:batch_size]),
         "providers": detector.providers,
@@ -59,6 +67,9 @@ def hot_path_costs(settings: Settings, events: list[Any], repeats: int = 7) -> d
     steps: dict[str, Callable[[], Any]] = {"decode": lambda: EVENTS.decode(envelope, ENVELOPE_HEADERS)}
     for detector in screener.detectors:
         steps[detector.name] = functools.partial(detector.score_matrix, events)
+        clear = getattr(getattr(detector, "inner", detector), "clear_cache", None)
+        if clear is not None:  # new text every repeat, not the cache's answer
+            steps[detector.name] = functools.partial(_uncached, clear, detector.score_matrix, events)
     steps["route"] = lambda: screener.route(events, scores, {})
     steps["serialize"] = lambda: SCREENINGS.encode([batch])
 
@@ -73,6 +84,11 @@ def hot_path_costs(settings: Settings, events: list[Any], repeats: int = 7) -> d
     costs = {name: per_event_us(step) for name, step in steps.items()}
     costs["total"] = round(sum(costs.values()), 1)
     return costs
+
+
+def _uncached(clear: Callable[[], None], score: Callable[[Any], Any], events: list[Any]) -> Any:
+    clear()
+    return score(events)
 
 
 def bench_tier2(settings: Settings, *, batch_size: int, seconds: float) -> dict[str, Any]:

@@ -96,25 +96,22 @@ def _serve(coro: Any) -> int:
 
 
 def cmd_models_build(settings: Settings, args: argparse.Namespace) -> int:
-    from detectors.build.tier1 import build_tier1
+    from detectors.build.tier1 import build_tier1, tier1_kind
     from detectors.build.tier2 import build_tier2
     from detectors.ood import TIER2_META
     from detectors.tier1_classifier import MODEL_FILE
-    from pipeline.synth.traffic import benign_reference_texts
+    from pipeline.bench.model_card import evaluation_texts, headline
 
     out = settings.models_path
     built = 0
     if args.force or not (out / MODEL_FILE).exists():
-        _say(f"building the tier-1 classifier into {out} (trains, exports to ONNX, checks the export) ...")
-        card = build_tier1(out, settings.datasets_path).meta
-        _say(
-            f"  tier1 {card['version']}: S-Labs test AUC {card['auc_test']:.3f}, cross-dataset AUC min "
-            f"{card['auc_cross_min']:.3f}, {card['events_per_s']:.0f} events/s"
-        )
+        _say(f"building the tier-1 classifier ({tier1_kind()}) into {out}: trains, exports, evaluates across sources")
+        card = build_tier1(out, settings.datasets_path, evaluation_texts=evaluation_texts(), progress=_say)
+        _say(f"  tier1 {card['version']}: {headline(card)}")
         built += 1
     if args.force or not (out / TIER2_META).exists():
         _say("building tier 2 (MiniLM to ONNX, int8; reference, calibration, head, exemplars; about a minute) ...")
-        meta = build_tier2(out, settings.datasets_path, extra_benign=benign_reference_texts())
+        meta = build_tier2(out, settings.datasets_path)
         evaluation = meta["eval"]
         _say(
             f"  tier2 {meta['version']}: OOD AUROC {evaluation['auroc']:.3f}, head AUROC {evaluation['head_auroc']:.3f}"
@@ -142,6 +139,14 @@ def cmd_models_card(settings: Settings, args: argparse.Namespace) -> int:
         from pipeline.bench.model_card import render
 
         print(render(card))
+    return 0
+
+
+def cmd_models_compare(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.bench.model_card import compare, load_card
+
+    cards = [load_card(Path(d)) for d in (args.old, args.new)]
+    print(json.dumps(compare(*cards), indent=1) if args.json else compare(*cards, as_text=True))
     return 0
 
 
@@ -327,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     card = models.add_parser("card", help="print the model card")
     card.add_argument("--json", action="store_true")
     card.set_defaults(func=cmd_models_card)
+    compare = models.add_parser("compare", help="two model dirs' tier-1 cards side by side")
+    compare.add_argument("old", help="model dir (or its tier1.json) of the old model")
+    compare.add_argument("new", help="model dir (or its tier1.json) of the new model")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=cmd_models_compare)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     bench.add_argument("--stage", choices=["tier1", "tier2", "store", "pipeline", "guard", "perf"], default="tier1")

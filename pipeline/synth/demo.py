@@ -75,6 +75,7 @@ def run_traffic(settings: Settings, client: TriageClient, *, events: int, seed: 
         "judge_failed": judge_failed(settings, stats["tier3"]),
         "tier3": stats["tier3"],
         "dead_letters": stats["dead_letters"],
+        "benign_sessions": len(sessions) - len(attack_sessions),
         "attack_sessions": len(attack_sessions),
         "attack_sessions_escalated": len(attack_sessions & escalated_sessions),
         "benign_sessions_escalated": len(escalated_sessions - attack_sessions),
@@ -158,7 +159,7 @@ def print_summary(summary: dict[str, Any], client: TriageClient, since_ns: int =
         ("tier 3 (judge)", summary["judge"]),
         ("dead letters", summary["dead_letters"]),
         ("attack sessions escalated", f"{summary['attack_sessions_escalated']}/{summary['attack_sessions']}"),
-        ("benign sessions escalated", summary["benign_sessions_escalated"]),
+        ("benign sessions escalated", f"{summary['benign_sessions_escalated']}/{summary['benign_sessions']}"),
         (
             "receipt -> stored p50 / p95 / p99 ms",
             f"{summary['e2e_p50_ms']} / {summary['e2e_p95_ms']} / {summary['e2e_p99_ms']}",
