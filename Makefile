@@ -19,15 +19,30 @@ DATA_STAMP := $(DATASETS)/.fetched
 TOOLS_STAMP := $(DATASETS)/.tools-fetched
 JUDGE_MODEL := .oodwatch/models/judge/SmolLM2-135M-Instruct.Q4_1.gguf
 CHROMIUM := /usr/bin/chromium
+DOCKER_COMPOSE := /usr/bin/docker-compose
+PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup models demo test test-unit test-integration test-e2e test-faults bench lint clean
+.PHONY: setup kubectl models demo test test-unit test-integration test-e2e test-faults bench lint clean
 
-setup: $(STAMP) $(LLAMA_STAMP) $(MODELS) $(TOOLS_STAMP) $(JUDGE_MODEL) $(CHROMIUM)
+setup: $(STAMP) $(LLAMA_STAMP) $(MODELS) $(TOOLS_STAMP) $(JUDGE_MODEL) $(CHROMIUM) $(DOCKER_COMPOSE) $(PROMTOOL) kubectl
 
 # Debian's Chromium for the browser tests (Playwright drives it; it downloads no browser).
 $(CHROMIUM):
 	$(SUDO) apt-get install -y -qq chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
+# Debian's docker-compose (1.29) validates infra/compose/compose.yaml (`config`); no Docker engine needed.
+$(DOCKER_COMPOSE):
+	$(SUDO) apt-get install -y -qq docker-compose || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-compose)
+
+# promtool (Debian's prometheus package, its server not started) checks and unit-tests the alert rules.
+$(PROMTOOL):
+	$(SUDO) apt-get install -y -qq --no-install-recommends prometheus || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus)
+
+# `kubectl kustomize` renders infra/k8s for validation (kustomize v4+; the machine image's kubectl
+# has v5). Debian's kubernetes-client is the fallback where none is installed.
+kubectl:
+	@command -v kubectl >/dev/null || $(SUDO) apt-get install -y -qq kubernetes-client || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kubernetes-client)
 
 # torch first, from the local CPU build: any other torch request pulls GBs of CUDA packages.
 $(STAMP): pyproject.toml

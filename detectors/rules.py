@@ -16,21 +16,27 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote
 
+import numpy as np
+
+from detectors.base import MatrixDetector
 from detectors.text import attacker_text
 from schemas.events import LLMEvent
-from schemas.evidence import CategoryScore
 
 RULE_THRESHOLD = 0.5
-RULES_VERSION = "rules-2"
+RULES_VERSION = "rules-3"
 
 
-class Rule:
+class Rule(MatrixDetector):
     """A named text check over one part of an event. `check` returns a score in 0..1."""
 
     name: str
     category: str
     version = RULES_VERSION
     threshold = RULE_THRESHOLD
+
+    def __init__(self) -> None:
+        self.categories = (self.category,)
+        self.thresholds = (self.threshold,)
 
     def texts(self, event: LLMEvent) -> Iterable[str]:
         return (attacker_text(event),)
@@ -42,20 +48,8 @@ class Rule:
         """The highest `check` over the event's texts; rules that compare parts override this."""
         return max((self.check(text) for text in self.texts(event) if text), default=0.0)
 
-    def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        results: list[tuple[CategoryScore, ...]] = []
-        for event in events:
-            value = self.event_score(event)
-            # Most events score 0: one shared (frozen) score object per rule instead of one each.
-            results.append((self._zero,) if value == 0.0 else (self._score(value),))
-        return results
-
-    @functools.cached_property
-    def _zero(self) -> CategoryScore:
-        return self._score(0.0)
-
-    def _score(self, value: float) -> CategoryScore:
-        return CategoryScore(category=self.category, score=value, threshold=self.threshold, detector=self.name)
+    def score_matrix(self, events: Sequence[LLMEvent]) -> np.ndarray:
+        return np.fromiter((self.event_score(e) for e in events), dtype=np.float64, count=len(events)).reshape(-1, 1)
 
 
 # -- encoded payloads -------------------------------------------------------------------
@@ -277,8 +271,8 @@ _OVERRIDE_PATTERNS = [
     for p in (
         # verb ... (previous|all) ... (instructions|rules) in English, Spanish, French, German, Italian,
         # Portuguese, Dutch, Polish and Turkish; the noun is required, so "ignore the previous email" is not one.
-        r"\b(ignore|disregard|forget|overrid(e|ing)|bypass)\b.{0,40}\b(instructions?|rules|guidelines|directives|"
-        r"guidance|system\s+prompt)\b",
+        r"\b(ignore|disregard|forget|overrid(e|ing)|bypass)\b.{0,40}\b(instructions?|directions|rules|guidelines|"
+        r"directives|guidance|system\s+prompt)\b",
         r"\b(reveal|print|show|output|repeat|leak|dump)\b.{0,30}\b(your\s+)?(system\s+prompt|hidden\s+instructions?|"
         r"initial\s+prompt|developer\s+instructions?)\b",
         r"\b(ignora|olvida|omite)\b.{0,40}\b(instrucciones|reglas|indicaciones)\b",
@@ -296,7 +290,7 @@ _OVERRIDE_PATTERNS = [
 _OVERRIDE_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _OVERRIDE_PATTERNS), re.IGNORECASE)
 # Every pattern ends in one of these nouns; most text has none, and this scan is cheap.
 _OVERRIDE_TRIGGER = re.compile(
-    r"instruc|instru[cç]|rules|guideline|directive|guidance|prompt|reglas|indicacion|consignes|règles|anweisung|"
+    r"instruc|instru[cç]|direction|rules|guideline|directive|guidance|prompt|reglas|indicacion|consignes|règles|anweisung|"
     r"regeln|vorgaben|istruzion|regole|regras|instructie|regels|instrukcj|zasady|polecen|talimat|kuralları",
     re.IGNORECASE,
 )
@@ -420,28 +414,70 @@ class HarmfulInstructionsInOutput(OutputRule):
 
 
 _URL = re.compile(r"\b(?:https?|ftp)://([\w.-]+)", re.IGNORECASE)
+_NAME_PARTS = re.compile(r"[a-z]+")
+#: Hosts a person writes without a scheme: "rds.example.org", "192.168.1.1".
+_BARE_HOST = re.compile(r"(?<![\w@.-])(?:[a-z0-9-]+\.)+[a-z0-9-]+(?![\w-])", re.IGNORECASE)
 
 
 def _domains(text: str) -> set[str]:
-    found = {m.group(1).lower() for m in _URL.finditer(text)}
+    found = {m.group(1).lower().rstrip(".") for m in _URL.finditer(text)}
     found |= {m.split("@", 1)[1].lower() for m in _EMAIL.findall(text)}
     return found
 
 
+def _named_hosts(text: str) -> set[str]:
+    """Every host the text names: in URLs, in addresses, or bare."""
+    return _domains(text) | {m.group(0).lower().rstrip(".") for m in _BARE_HOST.finditer(text)}
+
+
+def _registrable(domain: str) -> str:
+    """The last two labels ("mail.northwind.example" -> "northwind.example")."""
+    return ".".join(domain.rsplit(".", 2)[-2:])
+
+
+def _targets(text: str) -> list[tuple[str, str]]:
+    """(domain, local part) of each address and (domain, "") of each URL in the arguments."""
+    found = [(m.group(1).lower().rstrip("."), "") for m in _URL.finditer(text)]
+    found += [(m.split("@", 1)[1].lower(), m.split("@", 1)[0].lower()) for m in _EMAIL.findall(text)]
+    return found
+
+
 class ExfiltrationTarget(Rule):
-    """A tool call that sends to a URL or address the user never mentioned: the usual shape of
-    exfiltration once an injection has steered the agent."""
+    """A tool call that sends to a URL or address the user never named: the usual shape of
+    exfiltration once an injection has steered the agent.
+
+    Named means: the domain (or its registrable part) is in the user's words or the operator's
+    system instructions, or, for an address, the user said who it is ("email my manager" and
+    `manager@...`: every letter run of the local part is a word of the request). An event with
+    no user turn (an `execute_tool` span alone) cannot say what the user asked: it scores 0,
+    and the chat span that made the call, which carries the request, is judged instead."""
 
     name = "rule-exfiltration-target"
     category = "exfiltration"
 
     def event_score(self, event: LLMEvent) -> float:
-        mentioned = _domains(" ".join(m.content for m in event.input_messages if m.role == "user"))
+        user = " ".join(m.content for m in event.input_messages if m.role == "user")
+        if not user.strip():
+            return 0.0
         calls = [c.arguments for c in event.tool_calls] + [
             c.arguments for m in event.output_messages for c in m.tool_calls
         ]
-        targets: set[str] = set().union(*(_domains(args) for args in calls if args))
-        return 0.8 if targets - mentioned else 0.0
+        calls = [args for args in calls if args]
+        if not calls:
+            return 0.0
+        trusted = f"{user} {event.system_instructions or ''}"
+        named = _named_hosts(trusted)
+        named |= {_registrable(d) for d in named}
+        words = set(_NAME_PARTS.findall(user.lower()))
+        for args in calls:
+            for domain, local in _targets(args):
+                if domain in named or _registrable(domain) in named:
+                    continue
+                parts = _NAME_PARTS.findall(local)
+                if local and parts and all(part in words for part in parts):
+                    continue
+                return 0.8
+        return 0.0
 
 
 ALL_RULES: tuple[Callable[[], Rule], ...] = (

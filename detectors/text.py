@@ -55,6 +55,12 @@ _CONFUSABLES = str.maketrans(
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
                        "!": "i", "|": "l", "€": "e"})  # fmt: skip
 _TOKEN = re.compile(r"\S+")
+#: Characters a reader does not see: zero-width ones and joiners go ("ig\u200bnore" reads as "ignore"),
+#: Unicode tag characters become the ASCII they smuggle, so the model reads the hidden text (the
+#: hidden-unicode rule still sees the raw characters).
+_INVISIBLE = {cp: None for cp in (*range(0x200B, 0x2010), *range(0x2060, 0x2065), 0xFEFF)} | {
+    0xE0000 + c: c for c in range(0x80)
+}
 _LEET_CHARS = re.compile(r"[0134578@$!|]")
 
 
@@ -68,11 +74,11 @@ def _fold(match: re.Match[str]) -> str:
 
 
 def normalize_for_classifier(text: str) -> str:
-    """NFKC, lower case, and inside words with Latin letters: lookalike letters to Latin and
-    leetspeak to letters, so "!gn0re prev!ous" (with Cyrillic lookalikes) reads as "ignore
-    previous". Applied before the
+    """Invisible characters out (tag characters decoded), NFKC, lower case, and inside words with
+    Latin letters: lookalike letters to Latin and leetspeak to letters, so "!gn0re prev!ous"
+    (with Cyrillic lookalikes) reads as "ignore previous". Applied before the
     tier-1 model, at build time and at run time."""
     if text.isascii():  # most traffic: NFKC and lookalikes have nothing to do
         lowered = text.lower()
         return _TOKEN.sub(_fold, lowered) if _LEET_CHARS.search(lowered) else lowered
-    return _TOKEN.sub(_fold, unicodedata.normalize("NFKC", text).lower())
+    return _TOKEN.sub(_fold, unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).lower())

@@ -27,9 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from detectors.base import MatrixDetector
 from detectors.rules import HiddenUnicode
 from schemas.events import LLMEvent, ToolDefinition
-from schemas.evidence import CategoryScore
 
 CATEGORY = "tool_description"
 #: The tier-1 classifier's injection probability on the description alone (when a model dir is given).
@@ -511,7 +513,7 @@ def _lint(text: str, schema: str) -> tuple[float, tuple[str, ...]]:
     return round(1.0 - clean, 4), tuple(findings)
 
 
-class ToolDescriptionLint:
+class ToolDescriptionLint(MatrixDetector):
     """The lint over every tool an event shows the model, and, given the tier-1 model dir, a
     learned score beside it: the classifier on each description alone, where no user text
     can dilute it. Each event scores its worst tool."""
@@ -523,13 +525,17 @@ class ToolDescriptionLint:
     def __init__(self, model_dir: Path | None = None, learned_threshold: float = LEARNED_THRESHOLD) -> None:
         self.learned_threshold = learned_threshold
         self._model: Any = None
+        self.categories: tuple[str, ...] = (CATEGORY,)
+        self.thresholds: tuple[float, ...] = (self.threshold,)
         if model_dir is not None:
-            from detectors.tier1_classifier import META_FILE, MODEL_FILE, OnnxTier1
+            from detectors.tier1_classifier import META_FILE, MODEL_FILE, load_text_model
 
             if (model_dir / MODEL_FILE).exists() and (model_dir / META_FILE).exists():
                 meta = json.loads((model_dir / META_FILE).read_text())
-                self._model = OnnxTier1.load(model_dir / MODEL_FILE, meta.get("families", []))
+                self._model = load_text_model(model_dir)
                 self.version = f"lint-2+{meta.get('version', 'tier1')}"
+                self.categories = (CATEGORY, LEARNED_CATEGORY)
+                self.thresholds = (self.threshold, self.learned_threshold)
             else:
                 log.warning("no tier-1 model in %s: tool descriptions get the rules only", model_dir)
 
@@ -561,18 +567,10 @@ class ToolDescriptionLint:
                 per_event[owner] = max(per_event[owner], float(value))
         return per_event
 
-    def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        learned = self._learned_scores(events) if self._model is not None else None
-        results: list[tuple[CategoryScore, ...]] = []
+    def score_matrix(self, events: Sequence[LLMEvent]) -> np.ndarray:
+        matrix = np.zeros((len(events), len(self.categories)), dtype=np.float64)
         for i, event in enumerate(events):
-            value = max((lint(tool)[0] for tool in event.tool_definitions), default=0.0)
-            scores = [CategoryScore(category=CATEGORY, score=value, threshold=self.threshold, detector=self.name)]
-            if learned is not None:
-                scores.append(
-                    CategoryScore(
-                        category=LEARNED_CATEGORY, score=learned[i], threshold=self.learned_threshold,
-                        detector=self.name,
-                    )
-                )  # fmt: skip
-            results.append(tuple(scores))
-        return results
+            matrix[i, 0] = max((lint(tool)[0] for tool in event.tool_definitions), default=0.0)
+        if self._model is not None:
+            matrix[:, 1] = self._learned_scores(events)
+        return matrix

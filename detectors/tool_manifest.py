@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from detectors.base import MatrixDetector
 from schemas.events import LLMEvent
-from schemas.evidence import CategoryScore
 from schemas.tools import description_hash
 
 Scope = Literal["read", "write", "network", "payment", "code_execution"]
@@ -121,7 +122,7 @@ def verify(signed: SignedManifest, keys: dict[str, Any]) -> ToolManifest:
     return signed.manifest
 
 
-class ManifestCheck:
+class ManifestCheck(MatrixDetector):
     """Tier-1 detector: tool definitions against their verified manifests.
 
     A description that differs from the signed one scores 1.0 (`tool_manifest_mismatch`, high
@@ -131,6 +132,8 @@ class ManifestCheck:
     name = "tool-manifest"
     version = "manifest-1"
     threshold = 0.5
+    categories = (MISMATCH, UNSIGNED)
+    thresholds = (threshold, threshold)
 
     def __init__(self, manifests: Sequence[ToolManifest], *, require_signatures: bool = False) -> None:
         self.expected = {(m.server, t.name): description_hash(t.description) for m in manifests for t in m.tools}
@@ -141,24 +144,19 @@ class ManifestCheck:
         self.by_name = {name: digests[0] for name, digests in by_name.items() if len(digests) == 1}
         self.require_signatures = require_signatures
 
-    def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        results: list[tuple[CategoryScore, ...]] = []
-        for event in events:
-            mismatch = unsigned = 0.0
+    def score_matrix(self, events: Sequence[LLMEvent]) -> np.ndarray:
+        matrix = np.zeros((len(events), 2), dtype=np.float64)
+        for i, event in enumerate(events):
             for tool in event.tool_definitions:
                 if tool.server is not None:
                     expected = self.expected.get((tool.server, tool.name))
                 else:
                     expected = self.by_name.get(tool.name)
                 if expected is None:
-                    unsigned = 0.6 if self.require_signatures else unsigned
+                    matrix[i, 1] = 0.6 if self.require_signatures else matrix[i, 1]
                 elif expected != description_hash(tool.description):
-                    mismatch = 1.0
-            results.append((
-                CategoryScore(category=MISMATCH, score=mismatch, threshold=self.threshold, detector=self.name),
-                CategoryScore(category=UNSIGNED, score=unsigned, threshold=self.threshold, detector=self.name),
-            ))  # fmt: skip
-        return results
+                    matrix[i, 0] = 1.0
+        return matrix
 
 
 def load_verified(directory: Path, keys_dir: Path) -> list[SignedManifest]:

@@ -20,8 +20,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
+from detectors.base import MatrixDetector
 from schemas.events import LLMEvent, ToolCall, ToolDefinition
-from schemas.evidence import CategoryScore
 
 OUT_OF_SCOPE = "tool_call_out_of_scope"
 OFF_INTENT = "tool_call_off_intent"
@@ -114,11 +116,13 @@ def request_call_texts(event: LLMEvent) -> list[tuple[str, str]]:
     return [(request, call_text(call, tools.get(call.name))) for call in calls_made(event)]
 
 
-class ToolCallPolicy:
+class ToolCallPolicy(MatrixDetector):
     """Tier-1 detector; `declared` maps a tool name to its signed scope."""
 
     name = "tool-call-policy"
     version = "1"
+    categories = (OUT_OF_SCOPE, OFF_INTENT)
+    thresholds = (THRESHOLD, THRESHOLD)
 
     def __init__(self, declared: Mapping[str, Sequence[str]] | None = None) -> None:
         self.declared = {name: frozenset({"read", *scopes}) for name, scopes in (declared or {}).items()}
@@ -146,17 +150,8 @@ class ToolCallPolicy:
                 off_intent = OFF_INTENT_SCORE
         return out_of_scope, off_intent
 
-    def score(self, events: Sequence[LLMEvent]) -> list[tuple[CategoryScore, ...]]:
-        results: list[tuple[CategoryScore, ...]] = []
-        for event in events:
-            out_of_scope, off_intent = self.check(event)
-            results.append(
-                (
-                    CategoryScore(category=OUT_OF_SCOPE, score=out_of_scope, threshold=THRESHOLD, detector=self.name),
-                    CategoryScore(category=OFF_INTENT, score=off_intent, threshold=THRESHOLD, detector=self.name),
-                )
-            )
-        return results
+    def score_matrix(self, events: Sequence[LLMEvent]) -> np.ndarray:
+        return np.array([self.check(e) for e in events], dtype=np.float64).reshape(len(events), 2)
 
 
 def _flat(arguments: str) -> str:

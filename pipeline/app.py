@@ -5,22 +5,25 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any
 
 import faust
 
 from detectors.tool_manifest import ManifestCheck, SignedManifest, declared_tools, load_verified
 from pipeline.agents.common import TopicHandles
-from pipeline.agents.investigate import Investigator, investigate_stream
+from pipeline.agents.investigate import InvestigateStage, Investigator
+from pipeline.agents.judge import JudgeStage, Tier3
 from pipeline.agents.log_join import LogJoin
-from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
-from pipeline.agents.screen import Screener, screen_stream
-from pipeline.agents.tools import SightingFilter, ToolPins, tools_stream
+from pipeline.agents.normalize import Normalizer
+from pipeline.agents.screen import Screener, ScreenStage
+from pipeline.agents.stage import StageLoop
+from pipeline.agents.tools import SightingFilter, ToolPins, ToolsStage
 from pipeline.agents.watchdog import StallWatchdog
 from pipeline.faust_transport import App
+from pipeline.kafka_security import aiokafka_options, faust_credentials
 from pipeline.policy import RoutingPolicy
 from pipeline.settings import Settings
-from pipeline.tier3 import Tier3, judge_stream
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ def build_screener(settings: Settings) -> Screener:
         reference_sample_rate=settings.reference_sample_rate,
         text_mode=settings.screening_text,
         text_chars=settings.screening_text_chars,
+        profile_outputs=settings.drift.enabled,
+        output_sample_rate=settings.drift.output_sample_rate,
+        output_sample_chars=settings.drift.output_sample_chars,
     )
 
 
@@ -125,14 +131,18 @@ def create_app(
         broker=f"kafka://{settings.bootstrap}",
         store="memory://",
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=2.0,
+        broker_session_timeout=settings.faust_session_timeout_s,
+        broker_heartbeat_interval=settings.faust_heartbeat_interval_s,
         web_enabled=False,
         value_serializer="raw",
         key_serializer="raw",
-        producer_linger=0.005,
+        producer_linger=settings.faust_producer_linger_s,
+        # An envelope holds up to ~1 MB of events, or one event as large as the receiver admits.
+        producer_max_request_size=settings.max_request_bytes + 4096,
+        producer_max_batch_size=settings.worker_producer_max_batch_bytes,
+        broker_credentials=faust_credentials(settings),
     )
     names = settings.topics
 
@@ -157,75 +167,59 @@ def create_app(
     judge = tier3 or (build_tier3(settings, hot_path.policy) if "judge" in roles else None)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier1")
     tier2_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier2")
-    counters = NormalizeCounters()
     # Accumulated risk per session. The changelog partition is hashed from the key (raw
-    # session-id bytes, as llm-events is keyed), not taken from a "current event", which a
-    # micro-batch does not have: a session's events and its row share a partition.
+    # session-id bytes, the key llm-events envelopes are partitioned by), not taken from a
+    # "current event", which a micro-batch does not have: a session's events and its row share
+    # a partition.
     session_risk = keyed_table(app, "session-risk", settings.topic_partitions)
     join = LogJoin(span_wait_s=settings.log_join_span_wait_s, log_wait_s=settings.log_join_log_wait_s)
     otlp = app.topic(names.otlp_spans, names.otlp_logs, key_type=bytes, value_type=bytes)
+    normalizer = Normalizer(
+        topics, join, names.otlp_logs, batch_size=settings.normalize_batch_size, window_s=settings.normalize_window_s,
+        deployment_attributes=settings.drift.deployment_attribute_names,
+    )  # fmt: skip
+    loops: list[StageLoop[Any]] = []
+
+    def run_stage(stage: Any, source: Any, batch_size: int) -> None:
+        loop = StageLoop(stage, topics.dead_letters, batch_size=batch_size, window_s=settings.screen_batch_window_s)
+        loops.append(loop)
+
+        async def agent(stream: Any) -> None:
+            await loop.run(stream)
+
+        app.agent(source, name=stage.name)(agent)
 
     if "normalize" in roles:
 
         @app.agent(otlp, name="normalize")
         async def normalize(stream: Any) -> None:
-            await normalize_stream(stream, topics, join, counters, names.otlp_logs)
+            await normalizer.run(stream)
 
         @app.timer(JOIN_EXPIRY_INTERVAL_S)  # type: ignore[untyped-decorator]
         async def expire_join() -> None:
-            await emit(join.expire(), topics, counters)
+            await normalizer.expire()
 
     if "screen" in roles:
-
-        @app.agent(topics.llm_events, name="screen")
-        async def screen(stream: Any) -> None:
-            await screen_stream(
-                stream,
-                topics,
-                hot_path,
-                executor,
-                batch_size=settings.screen_batch_size,
-                window_s=settings.screen_batch_window_s,
-                sessions=session_risk,
-                sightings=SightingFilter(),
-            )
+        stage = ScreenStage(hot_path, topics, executor, sessions=session_risk, sightings=SightingFilter())
+        run_stage(stage, topics.llm_events, settings.screen_batch_size)
 
     if "tools" in roles:
         # Pins per tool identity; the sightings topic is keyed by identity, like the table.
         tool_pins = keyed_table(app, "tool-pins", settings.topic_partitions)
         pins = ToolPins(hot_path.policy, declared_tools(verified_manifests(settings)))
-
-        @app.agent(topics.tool_sightings, name="tools")
-        async def tools(stream: Any) -> None:
-            await tools_stream(
-                stream, topics, pins, tool_pins, batch_size=settings.screen_batch_size,
-                window_s=settings.screen_batch_window_s,
-            )  # fmt: skip
+        run_stage(ToolsStage(pins, tool_pins, topics), topics.tool_sightings, settings.screen_batch_size)
 
     # Bundles go to the judge agent whenever a judge is configured, whichever process runs it.
     judging = judge is not None or bool(settings.judge_endpoint()[0])
     if escalation_path is not None:
-        investigator_ready = escalation_path
-
-        @app.agent(topics.escalations, name="investigate")
-        async def investigate(stream: Any) -> None:
-            await investigate_stream(
-                stream, topics, investigator_ready, tier2_executor, batch_size=settings.investigate_batch_size,
-                window_s=settings.screen_batch_window_s, budget=hot_path.policy.budget("tier2"),
-                judge_policy=hot_path.policy if judging else None,
-            )  # fmt: skip
+        investigate = InvestigateStage(
+            escalation_path, topics, tier2_executor, budget=hot_path.policy.budget("tier2"),
+            judge_policy=hot_path.policy if judging else None,
+        )  # fmt: skip
+        run_stage(investigate, topics.escalations, settings.investigate_batch_size)
 
     if judge is not None:
-
-        @app.agent(topics.judge_requests, name="judge")
-        async def judge_agent(stream: Any) -> None:
-            await judge_stream(
-                stream,
-                topics,
-                judge,
-                batch_size=settings.investigate_batch_size,
-                window_s=settings.screen_batch_window_s,
-            )
+        run_stage(JudgeStage(judge, topics), topics.judge_requests, settings.investigate_batch_size)
 
     if settings.worker_stall_timeout_s > 0:
         sources = {
@@ -234,7 +228,7 @@ def create_app(
         }  # fmt: skip
         watchdog = StallWatchdog(
             settings.bootstrap, settings.app_id, [t for role in roles for t in sources.get(role, ())],
-            settings.worker_stall_timeout_s,
+            settings.worker_stall_timeout_s, aiokafka_options(settings),
         )  # fmt: skip
 
         watchdog.rebalancing(time.monotonic())  # until the first assignment
@@ -255,18 +249,18 @@ def create_app(
 
     @app.timer(COUNTER_LOG_INTERVAL_S)  # type: ignore[untyped-decorator]
     async def report_counters() -> None:
-        log.info(
-            "normalize counters",
-            extra={
-                "records": counters.records,
-                "events": counters.events,
-                "skipped_non_llm_spans": counters.skipped_spans,
-                "dead_letters": counters.dead_letters,
-                "log_joins": join.counters.joined,
-                "spans_without_log_content": join.counters.spans_without_content,
-                "orphan_log_spans": join.counters.orphan_logs,
-                "join_pending": join.pending,
-            },
-        )
+        for stage_loop in loops:
+            log.info("%s counters", stage_loop.stage.name, extra=asdict(stage_loop.counters))
+        if "normalize" in roles:
+            log.info(
+                "normalize counters",
+                extra={
+                    **asdict(normalizer.counters),
+                    "log_joins": join.counters.joined,
+                    "spans_without_log_content": join.counters.spans_without_content,
+                    "orphan_log_spans": join.counters.orphan_logs,
+                    "join_pending": join.pending,
+                },
+            )
 
     return app

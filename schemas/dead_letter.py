@@ -19,16 +19,21 @@ class DeadLetter(BaseModel):
     source_topic: str
     source_partition: int
     source_offset: int
+    #: The item's position inside an envelope record; -1: the record as a whole.
+    source_item: int = -1
     payload_b64: str
     payload_bytes: int
     failed_ns: int
 
     @classmethod
     def of(
-        cls, *, stage: str, reason: str, topic: str, partition: int, offset: int, payload: bytes, failed_ns: int
-    ) -> DeadLetter:
-        """Id from the source position, so a replayed bad record is one dead letter, not two."""
-        ident = hashlib.blake2b(f"{topic}:{partition}:{offset}:{stage}".encode(), digest_size=16).hexdigest()
+        cls, *, stage: str, reason: str, topic: str, partition: int, offset: int, payload: bytes, failed_ns: int,
+        item: int = -1,
+    ) -> DeadLetter:  # fmt: skip
+        """Id from the source position (and the item's place in an envelope), so a replayed bad
+        record is one dead letter, not two."""
+        position = f"{topic}:{partition}:{offset}:{stage}" + (f":{item}" if item >= 0 else "")
+        ident = hashlib.blake2b(position.encode(), digest_size=16).hexdigest()
         return cls(
             dead_letter_id=ident,
             stage=stage,
@@ -36,6 +41,7 @@ class DeadLetter(BaseModel):
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
+            source_item=item,
             payload_b64=base64.b64encode(payload[:MAX_PAYLOAD_BYTES]).decode(),
             payload_bytes=len(payload),
             failed_ns=failed_ns,

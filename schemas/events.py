@@ -71,7 +71,13 @@ class LLMEvent(BaseModel):
     convention: str = ""
     span_name: str = ""
     provider: str | None = None
+    #: The requested model (`gen_ai.request.model`), else the response's.
     model: str | None = None
+    #: The model that answered (`gen_ai.response.model`, OpenInference `llm.model_name`): a
+    #: dated snapshot or a fine-tune id, what version drift keys on.
+    response_model: str | None = None
+    #: Deployment label from resource/span attributes (`service.version`, `deployment.environment`, ...).
+    deployment: str = ""
     system_instructions: str = ""
     input_messages: tuple[Message, ...] = ()
     output_messages: tuple[Message, ...] = ()

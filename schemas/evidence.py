@@ -10,8 +10,9 @@ import hashlib
 import re
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import LLMEvent
 from schemas.judge import JudgeStatus, Tier3Result
@@ -82,6 +83,8 @@ class Screening(BaseModel):
     event_id: str
     session_id: str
     trace_id: str
+    #: The screened span's id (hex), so a verdict can point back at its span.
+    span_id: str = ""
     service: str
     model: str | None
     operation: str
@@ -98,10 +101,105 @@ class Screening(BaseModel):
     received_ns: int
     normalized_ns: int
     screened_ns: int
+    #: The relaxation grant (ids comma-joined if several) that changed the guard's decision on
+    #: this event; None for every decision no grant touched (and for records from before grants).
+    grant_id: str | None = None
+    # -- what version drift needs (issue 18); all optional, so older records still decode ----
+    provider: str | None = None
+    #: The model that answered (a snapshot or fine-tune id); None: as `model`.
+    response_model: str | None = None
+    #: Deployment label (`service.version=...;deployment.environment=...`), "" when none.
+    deployment: str = ""
+    #: Characters of model output (None: unknown, e.g. a record from before these fields).
+    output_chars: int | None = None
+    #: The cheap refusal detector's verdict on the output (None: no output text or unknown).
+    refused: bool | None = None
+    #: Scopes of the tool calls the model made (read, write, network, payment, code_execution).
+    tool_scopes: tuple[str, ...] = ()
+    #: On a sample of events: the start of the output, for behaviour drift (embedded by the store).
+    output_sample: str | None = None
 
     @property
     def max_score(self) -> float:
         return max((s.score for s in self.scores), default=0.0)
+
+    @property
+    def version(self) -> str:
+        """The model version as drift keys it: service, answering model and deployment label."""
+        return version_label(self.service, self.response_model or self.model, self.deployment)
+
+
+def version_label(service: str, model: str | None, deployment: str = "") -> str:
+    """`service · model · deployment`: readable, and one string per (service, model, label) key."""
+    return " · ".join(part for part in (service, model or "unknown-model", deployment) if part)
+
+
+class ScreeningRow(BaseModel):
+    """One event's screening inside a ScreeningBatch: its scores are a vector over the batch's
+    categories."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    session_id: str
+    trace_id: str
+    span_id: str = ""
+    service: str
+    model: str | None
+    operation: str
+    scores: tuple[float, ...]
+    decision: Decision
+    severity: Severity | None = None
+    reasons: tuple[str, ...] = ()
+    drill_id: str | None = None
+    excerpt: str = ""
+    reference_text: str | None = None
+    received_ns: int
+    normalized_ns: int
+    screened_ns: int
+    # What version drift reads (see Screening); empty when the worker does not profile outputs.
+    provider: str | None = None
+    response_model: str | None = None
+    deployment: str = ""
+    output_chars: int | None = None
+    refused: bool | None = None
+    tool_scopes: tuple[str, ...] = ()
+    output_sample: str | None = None
+
+
+class ScreeningBatch(BaseModel):
+    """The screenings of one batch, columnar: categories, thresholds, detectors and versions once
+    per record instead of once per event and category. The `screenings` topic carries these."""
+
+    model_config = ConfigDict(frozen=True)
+
+    categories: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    detectors: tuple[str, ...]
+    policy_version: str
+    detector_versions: dict[str, str] = Field(default_factory=dict)
+    rows: tuple[ScreeningRow, ...]
+
+    def screenings(self) -> list[Screening]:
+        columns = list(zip(self.categories, self.thresholds, self.detectors, strict=True))
+        return [
+            Screening(
+                event_id=row.event_id, session_id=row.session_id, trace_id=row.trace_id, span_id=row.span_id,
+                service=row.service,
+                model=row.model, operation=row.operation,
+                scores=tuple(
+                    CategoryScore(category=c, score=v, threshold=t, detector=d)
+                    for (c, t, d), v in zip(columns, row.scores, strict=True)
+                ),
+                decision=row.decision, severity=row.severity, reasons=row.reasons,
+                policy_version=self.policy_version, detector_versions=self.detector_versions, drill_id=row.drill_id,
+                excerpt=row.excerpt, reference_text=row.reference_text, received_ns=row.received_ns,
+                normalized_ns=row.normalized_ns, screened_ns=row.screened_ns, provider=row.provider,
+                response_model=row.response_model, deployment=row.deployment, output_chars=row.output_chars,
+                refused=row.refused, tool_scopes=row.tool_scopes, output_sample=row.output_sample,
+            )
+            for row in self.rows
+        ]  # fmt: skip
 
 
 class Escalation(BaseModel):
@@ -175,6 +273,31 @@ class EvidenceBundle(BaseModel):
     drill_id: str | None = None
     queue_state: QueueState = QueueState.OPEN
     created_ns: int
+    #: The grant that changed a decision on this bundle's events. Left out, it is taken from the
+    #: screenings, so whoever assembles a bundle carries it without knowing about grants.
+    grant_id: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grant_from_screenings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("grant_id") is None:
+            for screening in data.get("screenings") or ():
+                grant = (
+                    screening.get("grant_id") if isinstance(screening, dict) else getattr(screening, "grant_id", None)
+                )
+                if grant:
+                    return {**data, "grant_id": grant}
+        return data
+
+    #: The model version that produced the events (`Screening.version`); filled from the
+    #: screenings when the assembler leaves it empty.
+    version: str = ""
+
+    @model_validator(mode="after")
+    def _version_from_screenings(self) -> EvidenceBundle:
+        if not self.version and self.screenings:
+            object.__setattr__(self, "version", self.screenings[0].version)
+        return self
 
 
 def group_key_for(service: str, categories: Sequence[str], text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,6 +30,11 @@ from schemas.events import (
 )
 
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id")
+#: Attributes that name a deployment (resource first, then span), joined into `LLMEvent.deployment`;
+#: a deployment passes its own list through `map_request(deployment_attributes=...)`.
+DEPLOYMENT_ATTRIBUTES = ("service.version", "deployment.environment.name", "deployment.environment")
+#: A deployment label longer than this is cut (it is a key, not content).
+MAX_DEPLOYMENT_CHARS = 200
 #: Text copied onto an event is cut to this many characters (a value may be megabytes).
 MAX_ATTRIBUTE_CHARS = 32_768
 #: JSON in attribute strings nested deeper than this is kept as text, not parsed: no real
@@ -83,7 +88,10 @@ def attributes_dict(attributes: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attributes}
 
 
-def map_request(request: ExportTraceServiceRequest, *, received_ns: int = 0, normalized_ns: int = 0) -> MappingResult:
+def map_request(
+    request: ExportTraceServiceRequest, *, received_ns: int = 0, normalized_ns: int = 0,
+    deployment_attributes: Sequence[str] = DEPLOYMENT_ATTRIBUTES,
+) -> MappingResult:  # fmt: skip
     """Fan a request out into events. Non-LLM spans are skipped and counted.
 
     The session id may sit only on a parent span of the same trace, so it is resolved
@@ -119,9 +127,25 @@ def map_request(request: ExportTraceServiceRequest, *, received_ns: int = 0, nor
                 session_id=first_session_id(attrs) or trace_sessions.get(trace_id, trace_id),
                 received_ns=received_ns,
                 normalized_ns=normalized_ns,
+                deployment_attributes=deployment_attributes,
             )
         )
     return result
+
+
+def deployment_label(
+    attrs: Mapping[str, Any], resource: Mapping[str, Any], keys: Sequence[str] = DEPLOYMENT_ATTRIBUTES
+) -> str:
+    """`key=value` pairs of the deployment attributes present (resource wins over span), joined
+    by `;`: a new label is a new version of the service even when the model name did not change."""
+    pairs = []
+    for key in keys:
+        value = resource.get(key)
+        if value in (None, ""):
+            value = attrs.get(key)
+        if value not in (None, ""):
+            pairs.append(f"{key}={_text(value)}")
+    return ";".join(pairs)[:MAX_DEPLOYMENT_CHARS]
 
 
 def first_session_id(attrs: Mapping[str, Any]) -> str | None:
@@ -152,6 +176,7 @@ def span_to_event(
     session_id: str,
     received_ns: int,
     normalized_ns: int,
+    deployment_attributes: Sequence[str] = DEPLOYMENT_ATTRIBUTES,
 ) -> LLMEvent:
     trace_id = span.trace_id.hex()
     span_id = span.span_id.hex()
@@ -205,6 +230,8 @@ def span_to_event(
         model=_str_or_none(
             attrs.get("gen_ai.request.model") or attrs.get("gen_ai.response.model") or attrs.get("llm.model_name")
         ),
+        response_model=_str_or_none(attrs.get("gen_ai.response.model") or attrs.get("llm.model_name")),
+        deployment=deployment_label(attrs, resource, deployment_attributes),
         system_instructions="\n".join(content.system),
         input_messages=tuple(content.inputs),
         output_messages=tuple(content.outputs),

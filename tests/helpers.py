@@ -8,12 +8,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from detectors.base import MatrixDetector
 from pipeline.settings import Settings
-from schemas.evidence import CategoryScore
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_DIR = Path(os.environ.get("OODWATCH_TEST_MODEL_DIR", REPO / ".oodwatch" / "models"))
@@ -76,7 +77,12 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
         "broker_port": free_port(),
         "receiver_port": free_port(),
         "api_port": free_port(),
+        "guard_port": free_port(),
+        "guard_proxy_port": free_port(),
+        "worker_metrics_port": free_port(),
         "topic_partitions": 2,
+        # Stacks in tests start the guard only where a test exercises it (it loads tier 1 and 2).
+        "guard_enabled": False,
         **overrides,
     }
     return Settings(**values)
@@ -85,24 +91,21 @@ def test_settings(data_dir: Path, **overrides: Any) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
-class FixedDetector:
+class FixedDetector(MatrixDetector):
     """A detector with known scores (cycled over the batch), to test plumbing around detectors."""
 
     name = "fixed"
     version = "1"
+    categories = ("injection",)
+    thresholds = (0.5,)
 
     def __init__(self, *values: float) -> None:
         self.values = values
 
-    def score(self, events: list[Any]) -> list[tuple[CategoryScore, ...]]:
-        return [
-            (
-                CategoryScore(
-                    category="injection", score=self.values[i % len(self.values)], threshold=0.5, detector=self.name
-                ),
-            )
-            for i in range(len(events))
-        ]
+    def score_matrix(self, events: list[Any]) -> np.ndarray:
+        return np.array([[self.values[i % len(self.values)]] for i in range(len(events))], dtype=np.float64).reshape(
+            len(events), 1
+        )
 
 
 async def serve_posts(path: str, handler: Any) -> tuple[Any, str]:

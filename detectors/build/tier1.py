@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,18 @@ from detectors.speed import measure
 from detectors.text import normalize_for_classifier
 from detectors.tier1_classifier import HARMFUL_CATEGORY, META_FILE, MODEL_FILE, TIER1_CATEGORY, OnnxTier1
 
+#: The sources v1 was built from (the v2 sources change what it learns; it stays as it was).
+V1_SOURCES = (
+    "s-labs",
+    "neuralchemy",
+    "yanismiraoui",
+    "bastioncorpus",
+    "chatterbot",
+    "ovos",
+    "chitchat",
+    "strongreject",
+    "advbench",
+)
 SEED = 1337
 TARGET_FPR = 0.01
 #: The harmful-request sets are all imperatives and benign instruction data is scarce in
@@ -141,11 +155,42 @@ def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, bins: int
     return float(error)
 
 
-def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport:
+KINDS = ("static", "tfidf")
+DEFAULT_KIND = "static"
+
+
+def tier1_kind() -> str:
+    """`OODWATCH_TIER1_MODEL=tfidf|static` (default static): which tier-1 model a build makes."""
+    kind = os.environ.get("OODWATCH_TIER1_MODEL", DEFAULT_KIND).strip().lower() or DEFAULT_KIND
+    if kind not in KINDS:
+        raise ValueError(f"OODWATCH_TIER1_MODEL={kind!r}: one of {', '.join(KINDS)}")
+    return kind
+
+
+def build_tier1(
+    out_dir: Path, datasets_dir: Path, *, evaluation_texts: Iterable[str] = (), kind: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Build the tier-1 model of `kind` (default: OODWATCH_TIER1_MODEL) and return its card."""
+    kind = kind or tier1_kind()
+    texts = list(evaluation_texts)
+    if kind == "static":
+        from detectors.build.tier1_static import build_tier1_static
+
+        if progress is None:
+            return build_tier1_static(out_dir, datasets_dir, evaluation_texts=texts)
+        return build_tier1_static(out_dir, datasets_dir, evaluation_texts=texts, progress=progress)
+    from detectors.build.tier1_static import check_leakage
+
+    check_leakage(load_all(datasets_dir), texts)
+    return build_tier1_tfidf(out_dir, datasets_dir).meta
+
+
+def build_tier1_tfidf(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET_FPR) -> BuildReport:
     from sklearn.metrics import roc_auc_score
 
     started = time.monotonic()
-    data = load_all(datasets_dir)
+    data = {name: splits for name, splits in load_all(datasets_dir).items() if name in V1_SOURCES}
     train = [splits["train"] for splits in data.values()]
     validation = [splits["validation"] for splits in data.values()]
     vectorizer = fit_vectorizer([text for split in train for text in split.texts])
@@ -201,7 +246,9 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
     benign_test = [
         t for split in tests.values() for t, label in zip(split.texts, split.labels, strict=True) if not label
     ]
-    agreement = 1.0
+    # Pooled over every test row: a per-source minimum failed the build on one near-threshold flip
+    # (float32 graph vs float64 sklearn) in a 107-row source.
+    same_rows: list[np.ndarray] = []
     per_source: dict[str, Any] = {}
     for name, split in tests.items():
         category = HARMFUL_CATEGORY if split.task == "harmful" else TIER1_CATEGORY
@@ -212,7 +259,7 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
         threshold = thresholds[category]
         for routed in (TIER1_CATEGORY, HARMFUL_CATEGORY):
             same = (trained_all[routed] >= thresholds[routed]) == (onnx_all[routed] >= thresholds[routed])
-            agreement = min(agreement, float(np.mean(same)))
+            same_rows.append(same)
         onnx_scores = onnx_all[category]
         figures: dict[str, Any] = {
             "category": category,
@@ -234,6 +281,7 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
                 ece=expected_calibration_error(onnx_scores, labels),
             )
         per_source[name] = figures
+    agreement = float(np.mean(np.concatenate(same_rows))) if same_rows else 1.0
     if agreement < MIN_EXPORT_AGREEMENT:
         model_path.unlink()
         raise RuntimeError(
@@ -243,6 +291,7 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
     cross = cross_dataset(data)
     card: dict[str, Any] = {
         "name": "tier1-tfidf-lr",
+        "kind": "tfidf",
         "version": time.strftime("%Y%m%d") + "-" + hashlib.sha256(model_path.read_bytes()).hexdigest()[:10],
         "families": family_names,
         "categories": {
@@ -263,6 +312,7 @@ def build_tier1(out_dir: Path, datasets_dir: Path, *, target_fpr: float = TARGET
                 "head": source.task,
             }
             for name, source in SOURCES.items()
+            if name in V1_SOURCES
         },
         "splits": {
             name: {split: {"rows": len(s.texts), "positives": int(sum(s.labels))} for split, s in splits.items()}
@@ -318,16 +368,20 @@ def per_category_figures(
     return figures
 
 
+def _v1_sources() -> list[tuple[str, Any]]:
+    return [(name, source) for name, source in SOURCES.items() if name in V1_SOURCES]
+
+
 def cross_dataset(data: dict[str, dict[str, LabelledSplit]]) -> dict[str, Any]:
     """Train the same recipe without one evaluated source, test on that source's test split.
     `auc` trains on all other sources; `auc_alone` on the single other evaluated source."""
     from sklearn.metrics import roc_auc_score
 
-    evaluated = [name for name, source in SOURCES.items() if source.evaluated]
+    evaluated = [name for name, source in _v1_sources() if source.evaluated]
     result = {}
     for held_out in evaluated:
         test = data[held_out]["test"]
-        others = [name for name, source in SOURCES.items() if name != held_out and source.task == "attack"]
+        others = [name for name, source in _v1_sources() if name != held_out and source.task == "attack"]
         figures: dict[str, Any] = {}
         for key, names in (("auc", others), ("auc_alone", [n for n in others if SOURCES[n].evaluated])):
             vectorizer, attack = fit_recipe(_rows([data[n]["train"] for n in names], "attack"))
@@ -342,9 +396,9 @@ def cross_dataset_harmful(data: dict[str, dict[str, LabelledSplit]]) -> dict[str
     """The harmful head trained on one harmful source (plus all benign rows), tested on the other."""
     from sklearn.metrics import roc_auc_score
 
-    harmful = [name for name, source in SOURCES.items() if source.task == "harmful"]
-    benign_train = [data[n]["train"] for n, s in SOURCES.items() if s.task == "attack"]
-    benign_test = [t for n, s in SOURCES.items() if s.task == "attack" for t, y in
+    harmful = [name for name, source in _v1_sources() if source.task == "harmful"]
+    benign_train = [data[n]["train"] for n, s in _v1_sources() if s.task == "attack"]
+    benign_test = [t for n, s in _v1_sources() if s.task == "attack" for t, y in
                    zip(data[n]["test"].texts, data[n]["test"].labels, strict=True) if not y]  # fmt: skip
     result = {}
     for held_out in harmful:

@@ -1,20 +1,15 @@
-"""What every agent shares: topic handles, dead-lettering and clocks."""
+"""What every agent shares: topic handles and clocks."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from schemas.dead_letter import DeadLetter
+from schemas.wire import RECEIVED_HEADER
 
 log = logging.getLogger("oodwatch.agents")
-
-#: Header the receiver stamps with its wall-clock receipt time (ns, ASCII digits).
-RECEIVED_HEADER = "oodwatch-received-ns"
 
 
 @dataclass(frozen=True)
@@ -28,55 +23,6 @@ class TopicHandles:
     judge_requests: Any = None
     tool_sightings: Any = None
     tool_registry: Any = None
-
-
-async def dead_letter(topics: TopicHandles, *, stage: str, reason: str, message: Any, payload: bytes) -> None:
-    """Keep the bad record with its reason on the dead-letter topic; the stream goes on."""
-    letter = DeadLetter.of(
-        stage=stage,
-        reason=reason,
-        topic=str(message.topic),
-        partition=int(message.partition),
-        offset=int(message.offset),
-        payload=payload,
-        failed_ns=time.time_ns(),
-    )
-    log.warning(
-        "dead letter",
-        extra={"stage": stage, "reason": reason, "topic": letter.source_topic, "offset": letter.source_offset},
-    )
-    await topics.dead_letters.send(key=letter.dead_letter_id.encode(), value=letter.model_dump_json().encode())
-
-
-Record = TypeVar("Record", bound=BaseModel)
-
-
-async def decode_batch(
-    batch: list[Any], record_type: type[Record], topics: TopicHandles, stage: str
-) -> tuple[list[Record], list[Any]]:
-    """Valid records and the stream events they came from; the rest become dead letters."""
-    records: list[Record] = []
-    sources: list[Any] = []
-    for event in batch:
-        try:
-            records.append(record_type.model_validate_json(event.value))
-            sources.append(event)
-        except ValidationError as exc:
-            await dead_letter(
-                topics, stage=stage, reason=f"not a {record_type.__name__}: {exc.errors()[:3]}", message=event.message,
-                payload=event.value or b"",
-            )  # fmt: skip
-    return records, sources
-
-
-async def dead_letter_batch(topics: TopicHandles, stage: str, sources: list[Any], exc: Exception) -> None:
-    """A micro-batch is acked when the loop moves on, so a failed one is kept as dead letters."""
-    log.exception("%s failed on a batch of %d", stage, len(sources))
-    for event in sources:
-        await dead_letter(
-            topics, stage=stage, reason=f"{stage} failed: {type(exc).__name__}: {exc}", message=event.message,
-            payload=event.value or b"",
-        )  # fmt: skip
 
 
 def received_ns(message: Any) -> int:

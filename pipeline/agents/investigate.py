@@ -12,11 +12,13 @@ from typing import Any
 
 from detectors.text import screening_text
 from detectors.tool_policy import INTENT_DETECTOR, INTENT_DISTANCE_THRESHOLD, OFF_INTENT, request_call_texts
-from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch, log
-from pipeline.agents.screen import detector_view
+from pipeline.agents.common import TopicHandles, log
+from pipeline.agents.judge import BUNDLES, NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
+from pipeline.agents.screen import ESCALATIONS, detector_view
+from pipeline.agents.stage import Outbox
 from pipeline.budget import TokenBucket
+from pipeline.observability.metrics import StageMetrics, metrics
 from pipeline.policy import RoutingPolicy, TierBudget
-from pipeline.tier3 import NOT_CONFIGURED, NOT_NEEDED, needs_judge, unjudged
 from schemas.evidence import (
     CategoryScore,
     Decision,
@@ -85,25 +87,35 @@ def assemble_bundle(
 async def _investigate(
     investigator: Investigator, escalations: list[Escalation], loop: asyncio.AbstractEventLoop, executor: Executor,
     bucket: TokenBucket, timeout_s: float,
-) -> list[EvidenceBundle]:  # fmt: skip
-    """Tier 2 within its budget: the most severe first; the rest go on without it, with the reason."""
+) -> list[EvidenceBundle | None]:  # fmt: skip
+    """A bundle or None per escalation, tier 2 within its budget: the most severe first; the rest
+    go on without it, with the reason."""
     if investigator.tier2 is None:
-        return investigator.investigate(escalations)
-    ranked = sorted(escalations, key=lambda e: (e.screening.severity or Severity.LOW).rank, reverse=True)
-    granted = bucket.take(len(ranked))
-    chosen, deferred = ranked[:granted], ranked[granted:]
-    bundles = []
+        return investigator.bundle(escalations, [None] * len(escalations))
+    order = sorted(range(len(escalations)), key=lambda i: (escalations[i].screening.severity or Severity.LOW).rank,
+                   reverse=True)  # fmt: skip
+    granted = bucket.take(len(order))
+    chosen, deferred = order[:granted], order[granted:]
+    out: list[EvidenceBundle | None] = [None] * len(escalations)
     if deferred:
+        metrics().budget_rejections.labels(tier="tier2").inc(len(deferred))
         log.warning("tier 2 over its rate budget: %d escalations go on without it", len(deferred))
-        bundles += investigator.bundle(deferred, [None] * len(deferred), "tier 2 skipped: over its rate budget")
+        skipped = investigator.bundle([escalations[i] for i in deferred], [None] * len(deferred),
+                                      "tier 2 skipped: over its rate budget")  # fmt: skip
+        for i, bundle in zip(deferred, skipped, strict=True):
+            out[i] = bundle
     if chosen:
+        picked = [escalations[i] for i in chosen]
         try:
-            results = await asyncio.wait_for(loop.run_in_executor(executor, investigator.assess, chosen), timeout_s)
+            results = await asyncio.wait_for(loop.run_in_executor(executor, investigator.assess, picked), timeout_s)
         except TimeoutError:
             log.warning("tier 2 timed out after %.1fs on %d escalations", timeout_s, len(chosen))
-            return bundles + investigator.bundle(chosen, [None] * len(chosen), f"tier 2 timed out after {timeout_s}s")
-        bundles += investigator.bundle(chosen, results)
-    return bundles
+            bundles = investigator.bundle(picked, [None] * len(picked), f"tier 2 timed out after {timeout_s}s")
+        else:
+            bundles = investigator.bundle(picked, results)
+        for i, bundle in zip(chosen, bundles, strict=True):
+            out[i] = bundle
+    return out
 
 
 def _tier2_note(result: Tier2Result) -> str:
@@ -125,23 +137,25 @@ class Investigator:
         return with_request_call_distance(self.tier2, escalations, list(self.tier2.assess(events)))
 
     def investigate(self, escalations: Sequence[Escalation]) -> list[EvidenceBundle]:
-        return self.bundle(escalations, self.assess(escalations) if self.tier2 else [None] * len(escalations))
+        results = self.assess(escalations) if self.tier2 else [None] * len(escalations)
+        return [b for b in self.bundle(escalations, results) if b is not None]
 
     def bundle(
         self, escalations: Sequence[Escalation], results: Sequence[Tier2Result | None], skipped: str | None = None
-    ) -> list[EvidenceBundle]:
-        """A bundle for every escalated event. An uncertain one becomes a bundle if tier 2 flags
-        it, or, when tier 2 was `skipped` (budget, timeout), for the human queue with the reason.
-        Without a tier 2 at all, uncertain events stay screenings."""
+    ) -> list[EvidenceBundle | None]:
+        """A bundle for every escalated event, None for the others. An uncertain one becomes a
+        bundle if tier 2 flags it, or, when tier 2 was `skipped` (budget, timeout), for the human
+        queue with the reason. Without a tier 2 at all, uncertain events stay screenings."""
         investigated_ns = time.time_ns()
-        bundles = []
+        bundles: list[EvidenceBundle | None] = []
         for escalation, result in zip(escalations, results, strict=True):
             escalated = escalation.screening.decision is Decision.ESCALATE
             confirmed = result is not None and any(s.flagged for s in result.scores)
-            if escalated or confirmed or (result is None and skipped):
-                bundles.append(
-                    assemble_bundle(escalation, investigated_ns, result, tier2_note=skipped, policy=self.policy)
-                )
+            keep = escalated or confirmed or (result is None and skipped)
+            bundles.append(
+                assemble_bundle(escalation, investigated_ns, result, tier2_note=skipped, policy=self.policy)
+                if keep else None
+            )  # fmt: skip
         return bundles
 
 
@@ -171,28 +185,48 @@ def with_request_call_distance(
     return results
 
 
-async def investigate_stream(
-    stream: Any, topics: TopicHandles, investigator: Investigator, executor: Executor, *, batch_size: int,
-    window_s: float, budget: TierBudget | None = None, judge_policy: RoutingPolicy | None = None,
-) -> None:  # fmt: skip
-    """With a judge (`judge_policy`), the bundles that policy sends to tier 3 go to the judge
-    agent; the rest, and all of them without a judge, go straight to the evidence topic."""
-    loop = asyncio.get_running_loop()
-    limits = budget or TierBudget()
-    bucket = TokenBucket(limits.max_rate_per_s, limits.burst)
-    async for batch in stream.take_events(batch_size, within=window_s):
-        escalations, sources = await decode_batch(batch, Escalation, topics, STAGE)
-        if not escalations:
-            continue
-        try:
-            bundles = await _investigate(investigator, escalations, loop, executor, bucket, limits.timeout_s)
-        except Exception as exc:
-            await dead_letter_batch(topics, STAGE, sources, exc)
-            continue
-        for bundle in bundles:
-            key = bundle.session_id.encode()
-            if judge_policy is not None and needs_judge(bundle, judge_policy):
-                await topics.judge_requests.send(key=key, value=bundle.model_dump_json().encode())
+class InvestigateStage:
+    """Stage: escalations -> bundles. With a judge (`judge_policy`), the bundles that policy sends to
+    tier 3 go to the judge agent; the rest, and all of them without a judge, go to `evidence`."""
+
+    name = STAGE
+    codec = ESCALATIONS
+
+    def __init__(
+        self, investigator: Investigator, topics: TopicHandles, executor: Executor, *,
+        budget: TierBudget | None = None, judge_policy: RoutingPolicy | None = None,
+    ) -> None:  # fmt: skip
+        self.investigator = investigator
+        self.topics = topics
+        self.executor = executor
+        self.limits = budget or TierBudget()
+        self.bucket = TokenBucket(self.limits.max_rate_per_s, self.limits.burst)
+        self.judge_policy = judge_policy
+        self.metrics = StageMetrics(STAGE)
+
+    async def compute(self, items: list[Escalation]) -> list[EvidenceBundle | None]:
+        loop = asyncio.get_running_loop()
+        return await _investigate(self.investigator, items, loop, self.executor, self.bucket, self.limits.timeout_s)
+
+    async def publish(self, items: list[Escalation], results: Sequence[Any], outbox: Outbox) -> None:
+        for bundle in results:
+            if bundle is None:
                 continue
-            note = NOT_CONFIGURED if judge_policy is None else NOT_NEEDED
-            await topics.evidence.send(key=key, value=unjudged(bundle, note, time.time_ns()).model_dump_json().encode())
+            self.metrics.hop_ns("investigate", bundle.screenings[0].screened_ns, bundle.created_ns)
+            tier2_category(self.metrics, bundle)
+            if self.judge_policy is not None and needs_judge(bundle, self.judge_policy):
+                outbox.add(self.topics.judge_requests, BUNDLES, bundle.session_id, bundle)
+                continue
+            note = NOT_CONFIGURED if self.judge_policy is None else NOT_NEEDED
+            outbox.add(self.topics.evidence, BUNDLES, bundle.session_id, unjudged(bundle, note, time.time_ns()))
+
+
+def tier2_category(stage: StageMetrics, bundle: EvidenceBundle) -> None:
+    """Counts tier 2's part in a bundle: flagged (by its top category) or why it did not look."""
+    flagged = [s for t in bundle.tier2 for s in t.scores if s.flagged]
+    if flagged:
+        stage.escalation("tier2", max(flagged, key=lambda s: s.score).category, "flagged")
+    elif not bundle.tier2:
+        note = bundle.hops[-1].note or ""
+        reason = "over_budget" if "rate budget" in note else "timeout" if "timed out" in note else "not_run"
+        stage.escalation("tier2", "none", reason)

@@ -16,8 +16,9 @@ from collections import OrderedDict
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
-from pipeline.agents.common import TopicHandles, dead_letter_batch, decode_batch
+from pipeline.agents.stage import Outbox
 from pipeline.policy import RoutingPolicy
+from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
 from schemas.evidence import CategoryScore, Decision, Escalation, Screening, Severity
 from schemas.tools import ToolPin, ToolRegistryRow, ToolSighting, description_diff, description_hash, tool_identity
@@ -26,6 +27,9 @@ STAGE = "tools"
 RUG_PULL = "tool_rug_pull"
 DETECTOR = "tool-pins"
 REFRESH_NS = 60 * 1_000_000_000
+SIGHTINGS = EnvelopeCodec(ToolSighting)
+REGISTRY = EnvelopeCodec(ToolRegistryRow)
+ESCALATIONS = EnvelopeCodec(Escalation)
 #: (server, tool) -> (declared scope, signer key id), from verified signed manifests.
 Declared = Mapping[tuple[str, str], tuple[str, str]]
 
@@ -127,21 +131,24 @@ class ToolPins:
         return Escalation(event=event, screening=screening)
 
 
-async def tools_stream(
-    stream: Any, topics: TopicHandles, pins: ToolPins, table: MutableMapping[str, Any], *, batch_size: int,
-    window_s: float,
-) -> None:  # fmt: skip
-    async for batch in stream.take_events(batch_size, within=window_s):
-        sightings, sources = await decode_batch(batch, ToolSighting, topics, STAGE)
-        if not sightings:
-            continue
-        try:
-            rows, escalations = pins.observe(sightings, table)
-        except Exception as exc:
-            await dead_letter_batch(topics, STAGE, sources, exc)
-            continue
+class ToolsStage:
+    """Stage: sightings -> registry rows and rug-pull escalations. The pins table is written in
+    `publish` (on the loop); `compute` has nothing to do but is where a bad sighting would fail."""
+
+    name = STAGE
+    codec = SIGHTINGS
+
+    def __init__(self, pins: ToolPins, table: MutableMapping[str, Any], topics: Any) -> None:
+        self.pins = pins
+        self.table = table
+        self.topics = topics
+
+    async def compute(self, items: list[ToolSighting]) -> list[None]:
+        return [None] * len(items)
+
+    async def publish(self, items: list[ToolSighting], results: Sequence[Any], outbox: Outbox) -> None:
+        rows, escalations = self.pins.observe(items, self.table)
         for row in rows:
-            await topics.tool_registry.send(key=row.tool.encode(), value=row.model_dump_json().encode())
+            outbox.add(self.topics.tool_registry, REGISTRY, row.tool, row)
         for escalation in escalations:
-            key = escalation.event.session_id.encode()
-            await topics.escalations.send(key=key, value=escalation.model_dump_json().encode())
+            outbox.add(self.topics.escalations, ESCALATIONS, escalation.event.session_id, escalation)

@@ -65,7 +65,12 @@ class StallWatchdog:
     that the worker's group join completes: noida can leave a restarted worker waiting in a join
     that never ends, which owns nothing and so never looks behind."""
 
-    def __init__(self, bootstrap: str, group_id: str, topics: Iterable[str], stall_after_s: float) -> None:
+    def __init__(
+        self, bootstrap: str, group_id: str, topics: Iterable[str], stall_after_s: float,
+        options: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """`options`: the Kafka clients' security settings (pipeline.kafka_security)."""
+        self.options = options or {}
         self.bootstrap = bootstrap
         self.group_id = group_id
         self.topics = frozenset(topics)
@@ -146,7 +151,7 @@ class StallWatchdog:
 
         if self._client is None:
             client = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
+                **self.options, bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False
             )
             await client.start()
             self._client = client

@@ -9,7 +9,7 @@ import numpy as np
 
 from detectors.ood import EmbeddingAnomalyDetector
 from pipeline.drills.scenarios import FAMILIES, build_cases, to_session
-from pipeline.emit import sessions_to_request
+from pipeline.synth.emit import sessions_to_request
 from schemas.otel_mapping import map_request
 
 

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.client import TriageClient
+from pipeline.cli.client import TriageClient
 from pipeline.drills.scenarios import FAMILIES, DrillCase, build_cases, to_session
 from pipeline.drills.verify import report, verify
-from pipeline.emit import SessionEmitter
 from pipeline.settings import Settings
+from pipeline.synth.emit import SessionEmitter
 from schemas.drill import DrillCaseResult
 from schemas.events import DRILL_ATTRIBUTE
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.drills.tool_poisoning import poison
-from pipeline.traffic import BENIGN_ANSWERS, BENIGN_QUESTIONS, MODELS, SERVICES, Session, SpanSpec
+from pipeline.synth.traffic import MODELS, SERVICES, Session, SpanSpec
 
 #: Seeds to tune detectors on, and disjoint seeds drills report on.
 SEED_SETS: dict[str, range] = {"tuning": range(0, 10_000), "heldout": range(1_000_000, 1_010_000)}
@@ -674,9 +674,31 @@ def benign_rag(rng: random.Random) -> Scenario:
     return Scenario([(_ask(rng), _answer(rng))], documents=rng.sample(LOREM, 3))
 
 
+#: Everyday support questions in several languages, the drills' own (not the demo's: a control
+#: drawn from the demo's text would be in-distribution by construction).
+SUPPORT_ASKS = {
+    "en": ["How long does delivery to {city} usually take?", "Can I pay order {n} in two instalments?",
+           "Where do I find the receipt for order {n}?", "Is the {product} compatible with last year's model?",
+           "How do I add a second user to my account?", "Do you ship the {product} to {city}?"],
+    "de": ["Wie lange dauert der Versand nach {city}?", "Kann ich die Bestellung {n} noch ändern?"],
+    "es": ["¿Puedo cambiar la dirección de entrega del pedido {n}?", "¿Cuánto tarda un envío a {city}?"],
+    "fr": ["Le colis {n} est-il déjà parti ?", "Le {product} est-il disponible en magasin à {city} ?"],
+    "it": ["Quanto costa la spedizione a {city}?", "Il {product} ha la garanzia di due anni?"],
+    "pt": ["Como faço para cancelar o pedido {n}?", "Vocês entregam em {city}?"],
+    "nl": ["Wanneer wordt bestelling {n} geleverd?", "Is de {product} nog op voorraad?"],
+    "pl": ["Kiedy dotrze zamówienie {n}?", "Czy {product} jest dostępny w {city}?"],
+    "tr": ["{n} numaralı siparişim ne zaman gelir?"],
+}  # fmt: skip
+SUPPORT_PRODUCTS = ["travel charger", "desk lamp", "wireless keyboard", "rain jacket", "coffee grinder"]
+SUPPORT_CITIES = ["Lisbon", "Kraków", "Utrecht", "Sevilla", "Bologna", "Lyon", "Izmir", "Graz"]
+
+
 def benign_support(rng: random.Random) -> Scenario:
-    """The demo's own everyday questions (several languages): what a support bot sees most."""
-    return Scenario([(rng.choice(BENIGN_QUESTIONS), rng.choice(BENIGN_ANSWERS))])
+    """Everyday support questions in several languages: what a support bot sees most."""
+    ask = rng.choice(SUPPORT_ASKS[rng.choice(sorted(SUPPORT_ASKS))]).format(
+        city=rng.choice(SUPPORT_CITIES), n=rng.randint(10000, 99999), product=rng.choice(SUPPORT_PRODUCTS)
+    )
+    return Scenario([(ask, _answer(rng))])
 
 
 def benign_quotes(rng: random.Random) -> Scenario:

@@ -59,7 +59,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if name == "topics" or value is None:
+        if name in ("topics", "drift") or value is None:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
@@ -78,6 +78,8 @@ def child_env(settings: Settings) -> dict[str, str]:
         env["OODWATCH_JUDGE_API_KEY"] = settings.judge_key()
     for name, topic in settings.topics.model_dump().items():
         env[f"OODWATCH_TOPIC_{name.upper()}"] = topic
+    for name, value in settings.drift.model_dump().items():
+        env[f"OODWATCH_DRIFT_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 
 
@@ -160,14 +162,15 @@ class Stack:
             self._wait(store, lambda: http_ok(f"{s.api_url}/readyz"), f"store on {s.api_url}")
             ready_files = []
             for index in range(self.workers):
-                ready = self.run_dir / f"worker-{index}.ready"
-                ready.unlink(missing_ok=True)
-                ready_files.append(ready)
                 self.progress(f"starting worker {index + 1}/{self.workers}")
-                self._spawn(f"worker-{index}", self._oodwatch("worker", "--ready-file", str(ready)))
+                ready_files.append(self._spawn_worker(index))
             self.progress("starting OTLP receiver")
             receiver = self._spawn("receiver", self._oodwatch("receiver"))
             self._wait(receiver, lambda: http_ok(f"{s.receiver_url}/healthz"), f"receiver on {s.receiver_url}")
+            if s.guard_enabled:
+                self.progress("starting the guard (inline checks, session actions)")
+                guard = self._spawn("guard", self._oodwatch("guard"))
+                self._wait(guard, lambda: http_ok(f"{s.guard_url}/readyz"), f"guard on {s.guard_url}")
             for index, ready in enumerate(ready_files):
                 worker = self.child(f"worker-{index}")
                 self._wait(worker, ready.exists, f"worker {index} joined its consumer group")
@@ -199,6 +202,27 @@ class Stack:
                         self.restart(name)
                     except LaunchError as exc:
                         self.progress(f"could not restart {name}: {exc}")
+
+    def worker_metrics_port(self, index: int) -> int:
+        """Each worker `oodwatch up` starts serves /metrics on its own port (0: none)."""
+        base = self.settings.worker_metrics_port
+        return base + index if base else 0
+
+    def _spawn_worker(self, index: int) -> Path:
+        ready = self.run_dir / f"worker-{index}.ready"
+        ready.unlink(missing_ok=True)
+        port = str(self.worker_metrics_port(index))
+        argv = self._oodwatch("worker", "--ready-file", str(ready), "--metrics-port", port)
+        self._spawn(f"worker-{index}", argv)
+        return ready
+
+    def add_worker(self, timeout_s: float = READY_TIMEOUT_S) -> str:
+        """Start one more worker (scale out) and wait until it has joined its consumer group."""
+        index = 1 + max((int(c.name.split("-")[1]) for c in self.children if c.name.startswith("worker-")), default=-1)
+        ready = self._spawn_worker(index)
+        name = f"worker-{index}"
+        self._wait(self.child(name), ready.exists, f"{name} joined its consumer group", timeout_s)
+        return name
 
     def stop(self) -> None:
         """Reverse order, by PID: SIGTERM, then SIGKILL after a grace period."""
@@ -238,6 +262,11 @@ class Stack:
             check_port_free(s.host, s.broker_port, "embedded broker", "OODWATCH_BROKER_PORT")
         check_port_free(s.host, s.api_port, "triage API", "OODWATCH_API_PORT")
         check_port_free(s.host, s.receiver_port, "OTLP receiver", "OODWATCH_RECEIVER_PORT")
+        if s.guard_enabled:
+            check_port_free(s.host, s.guard_port, "guard", "OODWATCH_GUARD_PORT")
+        for index in range(self.workers):
+            if port := self.worker_metrics_port(index):
+                check_port_free(s.host, port, f"worker {index} metrics", "OODWATCH_WORKER_METRICS_PORT")
         if s.uses_local_judge:
             check_port_free(s.host, s.local_judge_port, "local judge", "OODWATCH_LOCAL_JUDGE_PORT")
             local_judge.server_command(s)  # says what is missing before anything starts
@@ -274,12 +303,12 @@ class Stack:
             child.process.wait(timeout=STOP_GRACE_S)
             child.log_file.close()
 
-    def restart(self, name: str) -> Child:
+    def restart(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> Child:
         """Start a killed child again with the same command, and wait until it is ready."""
         with self._lock:
-            return self._restart(name)
+            return self._restart(name, timeout_s)
 
-    def _restart(self, name: str) -> Child:
+    def _restart(self, name: str, timeout_s: float = READY_TIMEOUT_S) -> Child:
         old = self.child(name)
         if old.process.poll() is None:
             raise LaunchError(f"{name} is still running (pid {old.process.pid}): kill it first")
@@ -291,22 +320,23 @@ class Stack:
             ready = self.run_dir / f"{name}.ready"
             ready.unlink(missing_ok=True)
             child = self._spawn(name, old.argv)
-            self._wait(child, ready.exists, f"{name} joined its consumer group")
+            self._wait(child, ready.exists, f"{name} joined its consumer group", timeout_s)
         else:
             checks: dict[str, Callable[[], bool]] = {
                 "broker": lambda: wait_tcp(s.host, s.broker_port, 0.5),
                 "store": lambda: http_ok(f"{s.api_url}/readyz"),
                 "receiver": lambda: http_ok(f"{s.receiver_url}/healthz"),
+                "guard": lambda: http_ok(f"{s.guard_url}/readyz"),
             }
             child = self._spawn(name, old.argv)
-            self._wait(child, checks.get(name, lambda: True), f"{name} ready again")
+            self._wait(child, checks.get(name, lambda: True), f"{name} ready again", timeout_s)
         return child
 
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
 
-    def _wait(self, child: Child, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+    def _wait(self, child: Child, ready: Callable[[], bool], what: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
         while not ready():
             if child.process.poll() is not None:
                 raise LaunchError(
@@ -314,5 +344,5 @@ class Stack:
                     f"see {child.log_path}:\n{child.tail()}"
                 )
             if time.monotonic() > deadline:
-                raise LaunchError(f"timed out after {READY_TIMEOUT_S:.0f}s waiting for {what}; see {child.log_path}")
+                raise LaunchError(f"timed out after {timeout_s:.0f}s waiting for {what}; see {child.log_path}")
             time.sleep(0.1)

@@ -13,12 +13,15 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    from pipeline.kafka_security import kafka_python_options
+
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=settings.bootstrap, client_id="oodwatch-admin", request_timeout_ms=5000
-            )
+                bootstrap_servers=settings.bootstrap, client_id="oodwatch-admin", request_timeout_ms=5000,
+                **kafka_python_options(settings),
+            )  # fmt: skip
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:
@@ -29,8 +32,12 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
         missing = [name for name in settings.topics.all() if name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
+                replicas = settings.topic_replication_factor
                 admin.create_topics(
-                    [NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1) for name in missing]
+                    [
+                        NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=replicas)
+                        for name in missing
+                    ]
                 )
         return missing
     finally:

@@ -19,6 +19,7 @@ import httpx
 
 from pipeline.settings import Settings
 from schemas.evidence import EvidenceBundle, Severity
+from schemas.guard import SessionAction
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,43 @@ class Alerter:
                 self.counters.dropped += 1
                 log.error("alert queue full: alert for bundle %s dropped (the bundle is stored)", bundle.bundle_id)
 
+    def submit_actions(self, actions: list[SessionAction]) -> None:
+        """Session actions the stream issued (issue 19): one message each, never grouped away."""
+        for action in actions:
+            alert = {
+                "type": "oodwatch.session_action", "record_id": action.record_id, "action": action.action.value,
+                "session_id": action.session_id, "tenant": action.tenant, "service": action.service,
+                "reason": action.reason, "bundle_id": action.bundle_id or "", "categories": list(action.categories),
+                "grant_id": action.grant_id or "", "expires_ns": action.expires_ns,
+                "url": self.ui_url + action.bundle_id if self.ui_url and action.bundle_id else "",
+            }  # fmt: skip
+            try:
+                self._queue.put_nowait(alert)
+            except asyncio.QueueFull:
+                self.counters.dropped += 1
+                log.error("alert queue full: session action %s not sent (it is stored)", action.record_id)
+
+    def submit_slo(self, alert: dict[str, Any]) -> None:
+        """An SLO burn-rate alert (pipeline.perf), already deduplicated per firing episode by its
+        raiser; drill alerts never get here, and are refused if they do."""
+        if alert.get("drill_id"):
+            self.counters.skipped_drills += 1
+            return
+        try:
+            self._queue.put_nowait({"type": "oodwatch.slo_burn", **alert})
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+            log.error("alert queue full: SLO alert for %s dropped (it is stored)", alert.get("slo"))
+
+    def submit_drift(self, alert: dict[str, Any]) -> None:
+        """A model version whose safety-relevant rates rose (the drift tracker decides; it never
+        sends drills). One alert per version: the tracker alerts on its first such comparison."""
+        try:
+            self._queue.put_nowait(alert)
+        except asyncio.QueueFull:
+            self.counters.dropped += 1
+            log.error("alert queue full: drift alert for %s dropped", alert.get("version", "?"))
+
     def decide(self, bundle: EvidenceBundle) -> dict[str, Any] | None:
         if bundle.drill_id:
             self.counters.skipped_drills += 1
@@ -119,10 +157,15 @@ class Alerter:
 
     async def _send(self, client: httpx.AsyncClient, alert: dict[str, Any]) -> None:
         targets: list[tuple[str, dict[str, Any]]] = []
+        drift = alert.get("type") == "oodwatch.drift"
         if self.webhook_url:
-            targets.append((self.webhook_url, {"type": "oodwatch.escalation", **alert}))
+            targets.append((self.webhook_url, alert if drift else {"type": "oodwatch.escalation", **alert}))
         if self.slack_url:
-            targets.append((self.slack_url, slack_message(alert)))
+            slo = alert.get("type") == "oodwatch.slo_burn"
+            body = slack_drift_message(alert) if drift else slo_slack_message(alert) if slo else slack_message(alert)
+            targets.append((self.slack_url, body))
+        if alert.get("type") == "oodwatch.session_action":
+            targets = [(url, alert if url == self.webhook_url else slack_action_message(alert)) for url, _ in targets]
         for url, body in targets:
             try:
                 response = await client.post(url, json=body)
@@ -132,7 +175,8 @@ class Alerter:
                 self.counters.failed += 1
                 # The URL may carry a secret (Slack's does): name the target kind, not the URL.
                 kind = "slack" if url == self.slack_url else "webhook"
-                log.warning("alert to %s failed for bundle %s: %s", kind, alert["bundle_id"], type(exc).__name__)
+                what = alert.get("bundle_id") or alert.get("record_id") or alert.get("slo") or alert.get("version", "")
+                log.warning("alert to %s failed for %s: %s", kind, what, type(exc).__name__)
 
 
 def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
@@ -144,3 +188,37 @@ def slack_message(alert: dict[str, Any]) -> dict[str, Any]:
         f"{', '.join(alert['categories'])} (score {alert['max_score']}){link}"
     )
     return {"text": text}
+
+
+def slack_action_message(alert: dict[str, Any]) -> dict[str, Any]:
+    """A session action in Slack's shape: pipeline-made fields only."""
+    link = f" <{alert['url']}|evidence>" if alert["url"] else ""
+    grant = f" (grant {alert['grant_id']})" if alert["grant_id"] else ""
+    text = (
+        f":no_entry: oodwatch put a session of {alert['service']} under {alert['action']}{grant}: "
+        f"{alert['reason']}{link}"
+    )
+    return {"text": text}
+
+
+def slo_slack_message(alert: dict[str, Any]) -> dict[str, Any]:
+    text = (
+        f":hourglass: oodwatch SLO {alert['severity']}: {alert['slo']} ({alert['objective']}) burning "
+        f"{alert['burn_long']}x over {alert['long_window_s'] // 60} min and {alert['burn_short']}x over "
+        f"{alert['short_window_s'] // 60} min; {alert['budget_left']:.0%} of the error budget left"
+    )
+    return {"text": text}
+
+
+def slack_drift_message(alert: dict[str, Any]) -> dict[str, Any]:
+    """Names and numbers only: no model output reaches chat."""
+    moved = "; ".join(
+        f"{m['test']} {m['old_rate']:.1%} -> {m['new_rate']:.1%} (diff {m['difference']:+.1%}, 95% CI "
+        f"{m['interval'][0]:+.1%}..{m['interval'][1]:+.1%})"
+        for m in alert["moved"]
+    )
+    link = f" <{alert['url']}|report>" if alert.get("url") else ""
+    return {
+        "text": f":warning: oodwatch: model version {alert['version']} moved from {alert['baseline']} after "
+        f"{alert['events']} events: {moved}{link}"
+    }

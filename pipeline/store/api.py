@@ -19,11 +19,18 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from detectors.text import screening_text
+from pipeline.drift.report import build as drift_report_of
+from pipeline.drift.report import detail as drift_detail
+from pipeline.drift.store import DriftStore
+from pipeline.observability.http import metrics_body
+from pipeline.settings import DriftSettings
 from pipeline.store.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, SESSION_TTL_S, Authenticator, Principal, Role
 from pipeline.store.clickhouse import Store
 from pipeline.store.desk import Desk, DeskError, Origin, QueueFilter, Sort, Status
@@ -48,6 +55,43 @@ class Resolution(BaseModel):
     note: Annotated[str, Field(max_length=4000)] = ""
 
 
+class FieldError(BaseModel):
+    """One reason a request failed validation: where (`loc`) and what."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """The one error body of the API, whatever the status: what went wrong (never internals or
+    data), and for a request that failed validation, each field at fault."""
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    why = {
+        400: "the body is not JSON",
+        401: "missing or wrong credentials",
+        403: "the principal's role is too low, or a browser change lacked its CSRF token",
+        404: "no such bundle",
+        409: "the change conflicts with the resource's state (claimed by another, not waiting, wrong run)",
+        422: "the request failed validation",
+    }
+    return {status: {"model": ErrorBody, "description": why[status]} for status in statuses}
+
+
+#: Every status each kind of operation answers besides 200 (the document lists them all).
+READ = _errors(401, 403)
+READ_Q = _errors(401, 403, 422)
+ONE = _errors(401, 403, 404, 422)
+CHANGE = _errors(401, 403, 404, 409, 422)
+CHANGE_BODY = _errors(400, 401, 403, 404, 409, 422)
+GROUP_CHANGE = _errors(400, 401, 403, 409, 422)
+
+
 def _web(name: str) -> str:
     return resources.files("pipeline.web").joinpath(name).read_text()
 
@@ -59,8 +103,13 @@ def create_api(
     background: Callable[[], Coroutine[Any, Any, Any]] | None = None,
     is_ready: Callable[[], bool] = lambda: True,
     secure_cookies: bool = False,
+    guard: Any = None,
+    perf: Any = None,
+    drift_settings: DriftSettings | None = None,
 ) -> FastAPI:
-    """`background` is started with the app and cancelled with it (the sink, in the store process)."""
+    """`background` is started with the app and cancelled with it (the sink, in the store process);
+    `guard` (a pipeline.guard.desk_api.GuardDesk) adds grants and session actions; `perf` (a
+    pipeline.perf.service.PerfService) the performance routes and page."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +171,8 @@ def create_api(
     Viewer = Annotated[Principal, Depends(require("viewer"))]
     Reviewer = Annotated[Principal, Depends(require("reviewer"))]
     Admin = Annotated[Principal, Depends(require("admin"))]
+    if guard is not None:
+        app.include_router(guard.router(Viewer, Reviewer, Admin))
 
     async def desk_call(fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -159,6 +210,12 @@ def create_api(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Unauthenticated like the health checks: counters and latencies, no content or ids."""
+        body, content_type = metrics_body()
+        return Response(body, headers={"Content-Type": content_type})
+
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> dict[str, str]:
         if not is_ready():
@@ -171,16 +228,16 @@ def create_api(
     async def openapi(_: Viewer) -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/api/whoami")
+    @app.get("/api/whoami", responses=READ)
     async def whoami(who: Viewer) -> dict[str, str]:
         return {"name": who.name, "role": who.role}
 
-    @app.get("/api/escalations")
+    @app.get("/api/escalations", responses=READ_Q)
     async def escalations(_: Viewer, f: Filter) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await desk_call(desk.queue, f)
         return result
 
-    @app.get("/api/escalations/{bundle_id}")
+    @app.get("/api/escalations/{bundle_id}", responses=ONE)
     async def escalation(_: Viewer, bundle_id: str) -> dict[str, Any]:
         bundle = await desk_call(desk.bundle, bundle_id)
         if bundle is None:
@@ -188,43 +245,43 @@ def create_api(
         result: dict[str, Any] = bundle
         return result
 
-    @app.post("/api/escalations/{bundle_id}/claim")
+    @app.post("/api/escalations/{bundle_id}/claim", responses=CHANGE)
     async def claim(who: Reviewer, bundle_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await desk_call(desk.claim, bundle_id, who.name, who.role)
         return result
 
-    @app.post("/api/escalations/{bundle_id}/unclaim")
+    @app.post("/api/escalations/{bundle_id}/unclaim", responses=CHANGE)
     async def unclaim(who: Reviewer, bundle_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await desk_call(desk.unclaim, bundle_id, who.name, who.role)
         return result
 
-    @app.post("/api/escalations/{bundle_id}/resolve")
+    @app.post("/api/escalations/{bundle_id}/resolve", responses=CHANGE_BODY)
     async def resolve(who: Reviewer, bundle_id: str, body: Resolution) -> dict[str, Any]:
         result: dict[str, Any] = await desk_call(desk.resolve, bundle_id, who.name, who.role, body.label, body.note)
         return result
 
-    @app.get("/api/groups")
+    @app.get("/api/groups", responses=READ_Q)
     async def groups(_: Viewer, f: Filter) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await desk_call(desk.groups, f)
         return result
 
-    @app.post("/api/groups/{group_key}/resolve")
+    @app.post("/api/groups/{group_key}/resolve", responses=GROUP_CHANGE)
     async def resolve_group(who: Reviewer, group_key: str, body: Resolution) -> dict[str, Any]:
         resolved = await desk_call(desk.resolve_group, group_key, who.name, who.role, body.label, body.note)
         return {"group_key": group_key, "resolved": resolved}
 
-    @app.get("/api/queue/stats")
+    @app.get("/api/queue/stats", responses=READ)
     async def queue_stats(_: Viewer) -> dict[str, Any]:
         result: dict[str, Any] = await desk_call(desk.stats)
         return result
 
-    @app.get("/api/stats")
+    @app.get("/api/stats", responses=READ_Q)
     async def stats(_: Viewer, since_ns: Annotated[int, Query(ge=0)] = 0, service: str | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(store.stats, since_ns, service)
 
     # -- raw material (admin) -------------------------------------------------------
 
-    @app.get("/api/labels")
+    @app.get("/api/labels", responses=READ_Q)
     async def labels(
         _: Admin,
         label: Annotated[list[ReviewLabel] | None, Query()] = None,
@@ -234,7 +291,7 @@ def create_api(
         rows = await desk_call(desk.labelled, label or list(ReviewLabel), since_ns)
         return [_labelled(row) for row in rows]
 
-    @app.get("/api/reference/samples")
+    @app.get("/api/reference/samples", responses=READ_Q)
     async def reference_samples(
         _: Admin,
         since_ns: Annotated[int, Query(ge=0)] = 0,
@@ -242,22 +299,22 @@ def create_api(
     ) -> list[str]:
         return await asyncio.to_thread(store.reference_samples, since_ns=since_ns, limit=limit)
 
-    @app.get("/api/drills/runs")
+    @app.get("/api/drills/runs", responses=READ_Q)
     async def drill_runs(_: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.drill_runs, limit)
 
-    @app.get("/api/drills/runs/{run_id}/observations")
+    @app.get("/api/drills/runs/{run_id}/observations", responses=READ_Q)
     async def drill_observations(_: Admin, run_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(store.drill_observations, run_id)
 
-    @app.post("/api/drills/runs/{run_id}/results")
+    @app.post("/api/drills/runs/{run_id}/results", responses=GROUP_CHANGE)
     async def drill_results(_: Admin, run_id: str, rows: list[DrillCaseResult]) -> dict[str, int]:
         if any(row.run_id != run_id for row in rows):
-            raise HTTPException(status_code=422, detail="every row must belong to the run in the path")
+            raise HTTPException(status_code=409, detail="every row must belong to the run in the path")
         stored = await asyncio.to_thread(store.insert_drill_results, [row.model_dump() for row in rows])
         return {"stored": stored}
 
-    @app.get("/api/tools")
+    @app.get("/api/tools", responses=READ_Q)
     async def tools(
         _: Viewer, service: str | None = None, changed_only: bool = False,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -265,7 +322,39 @@ def create_api(
         """The tool registry: what agents were shown, pinned descriptions, rug pulls first."""
         return await asyncio.to_thread(store.tools, service=service, changed_only=changed_only, limit=limit)
 
-    @app.get("/api/dead-letters")
+    # -- version drift --------------------------------------------------------------
+
+    drift = DriftStore(store)
+    safety = (drift_settings or DriftSettings()).safety_category_names
+
+    @app.get("/api/drift/report", responses=READ_Q)
+    async def drift_report(
+        _: Viewer, service: str | None = None, namespace: str = "",
+        hours: Annotated[int | None, Query(ge=1, le=24 * 180)] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Model versions with their rates (95% intervals) and what changed against their predecessors.
+        `namespace`: "" for live traffic, a drill id for a drill case's versions."""
+        return await asyncio.to_thread(
+            drift_report_of, drift, service=service, namespace=namespace, hours=hours, safety=safety
+        )
+
+    @app.get("/api/drift/versions", responses=READ_Q)
+    async def drift_versions(
+        _: Viewer, namespace: str = "", prefix: str | None = None, service: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The version registry; `prefix`: every namespace under it (a drill run's cases)."""
+        if prefix:
+            return await asyncio.to_thread(drift.versions_under, prefix)
+        return await asyncio.to_thread(drift.versions, namespace=namespace, service=service)
+
+    @app.get("/api/drift/versions/{version_id}", responses=ONE)
+    async def drift_version(_: Viewer, version_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(drift_detail, drift, version_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"no model version {version_id!r}")
+        return found
+
+    @app.get("/api/dead-letters", responses=READ_Q)
     async def dead_letters(_: Admin, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
         return await asyncio.to_thread(store.dead_letters, limit)
 
@@ -289,13 +378,27 @@ def create_api(
     async def ui_drills(request: Request) -> Response:
         return page(request, "drills.html")
 
+    @app.get("/ui/guard", include_in_schema=False)
+    async def ui_guard(request: Request) -> Response:
+        return page(request, "guard.html")
+
+    if perf is not None:
+        from pipeline.perf.api import add_perf_routes
+
+        add_perf_routes(app, perf, Viewer, page)
+
+    @app.get("/ui/drift", include_in_schema=False)
+    async def ui_drift(request: Request) -> Response:
+        return page(request, "drift.html")
+
     @app.get("/ui/login", include_in_schema=False)
     async def ui_login_form() -> Response:
         return HTMLResponse(_web("login.html"))
 
     @app.get("/ui/static/{name}", include_in_schema=False)
     async def ui_static(name: str) -> Response:
-        types = {"app.js": "text/javascript", "style.css": "text/css"}
+        types = {"app.js": "text/javascript", "perf.js": "text/javascript", "style.css": "text/css"}
+        types = {"app.js": "text/javascript", "drift.js": "text/javascript", "style.css": "text/css"}
         if name not in types:
             raise HTTPException(status_code=404)
         return Response(_web(name), media_type=types[name], headers={"Cache-Control": "no-cache"})
@@ -324,11 +427,26 @@ def create_api(
         response.delete_cookie(CSRF_COOKIE, path="/")
         return response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = ErrorBody(detail=str(exc.detail))
+        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """The offending input is not echoed back: only where it was and what was wrong."""
+        errors = [
+            FieldError(loc=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())], msg=str(e.get("msg", "")),
+                       type=str(e.get("type", "")))
+            for e in exc.errors()
+        ]  # fmt: skip
+        return JSONResponse(ErrorBody(detail="request validation failed", errors=errors).model_dump(), status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         """Logged with its traceback; the caller gets the error's kind, never internals or data."""
         log.error("triage API error on %s", request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+        return JSONResponse(ErrorBody(detail=f"internal error: {type(exc).__name__}").model_dump(), status_code=500)
 
     return app
 

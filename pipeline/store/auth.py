@@ -18,8 +18,10 @@ from typing import Literal
 
 from pipeline.settings import Settings
 
-Role = Literal["viewer", "reviewer", "admin"]
-ROLE_RANK: dict[str, int] = {"viewer": 1, "reviewer": 2, "admin": 3}
+Role = Literal["guard", "viewer", "reviewer", "admin"]
+#: `guard` is a gateway's role: it may call the inline check (POST /v1/guard) and nothing on the
+#: desk, so it ranks below viewer.
+ROLE_RANK: dict[str, int] = {"guard": 0, "viewer": 1, "reviewer": 2, "admin": 3}
 SESSION_COOKIE = "oodwatch_session"
 CSRF_COOKIE = "oodwatch_csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -57,6 +59,9 @@ def api_token(settings: Settings, *, create: bool = False) -> str:
 
 def load_tokens(settings: Settings, admin_token: str) -> dict[str, Principal]:
     tokens = {admin_token: Principal("admin", "admin")}
+    gateway = settings.guard_token.get_secret_value()
+    if gateway:
+        tokens[gateway] = Principal("gateway", "guard")
     path = settings.api_tokens_file
     if path is None:
         return tokens
@@ -67,7 +72,7 @@ def load_tokens(settings: Settings, admin_token: str) -> dict[str, Principal]:
         if len(parts) != 3 or parts[1] not in ROLE_RANK or len(parts[2]) < 16:
             # Never echo the line: it may hold a token.
             raise ValueError(
-                f"{path}:{number}: expected `name role token` (role viewer|reviewer|admin, token >= 16 chars)"
+                f"{path}:{number}: expected `name role token` (role guard|viewer|reviewer|admin, token >= 16 chars)"
             )
         tokens[parts[2]] = Principal(parts[0], parts[1])  # type: ignore[arg-type]
     return tokens

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from pipeline.store.cluster import for_cluster
 from schemas.dead_letter import DeadLetter
 from schemas.evidence import EvidenceBundle, QueueState, Screening
 from schemas.tools import ToolRegistryRow
@@ -26,12 +27,13 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 SCREENING_COLUMNS = [
     "event_id", "session_id", "trace_id", "service", "model", "operation", "decision", "severity",
     "max_score", "scores", "thresholds", "reasons", "policy_version", "detector_versions", "drill_id",
-    "excerpt", "received_at", "normalized_at", "screened_at", "stored_at",
+    "excerpt", "received_at", "normalized_at", "screened_at", "stored_at", "grant_id", "version",
 ]  # fmt: skip
 BUNDLE_COLUMNS = [
     "bundle_id", "session_id", "trace_id", "service", "model", "severity", "severity_rank", "categories",
     "max_score", "queue_state", "judge_status", "policy_version", "drill_id", "bundle", "created_at",
     "stored_at", "revision", "tenant", "group_key", "claimed_by", "label", "resolved_by", "resolved_at",
+    "grant_id", "version",
 ]  # fmt: skip
 DEAD_LETTER_COLUMNS = [
     "dead_letter_id", "stage", "reason", "source_topic", "source_partition", "source_offset",
@@ -53,7 +55,14 @@ class StoreError(RuntimeError):
     pass
 
 
-def connect(dsn: str) -> Any:
+SCHEMA_MIGRATIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
+    "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+)
+
+
+def connect(dsn: str, cluster: str = "") -> Any:
+    """A client for `dsn`; on a cluster, inserts through Distributed tables are synchronous."""
     import clickhouse_connect
 
     if dsn.startswith("chdb://"):
@@ -62,6 +71,8 @@ def connect(dsn: str) -> Any:
 
         Path(path).mkdir(parents=True, exist_ok=True)
     try:
+        if cluster:
+            return clickhouse_connect.get_client(dsn=dsn, settings={"insert_distributed_sync": 1})
         return clickhouse_connect.get_client(dsn=dsn)
     except Exception as exc:  # the driver raises many kinds; all mean "cannot open"
         hint = (
@@ -91,15 +102,21 @@ class Store:
     """One client, serialised by a lock: chdb wants one opener, and the server client is not
     safe for concurrent queries on one session."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, cluster: str = "") -> None:
+        """`cluster`: the ClickHouse cluster the DDL runs ON (see pipeline/store/cluster.py)."""
         self._client = client
         self._lock = threading.Lock()
+        self.cluster = cluster
 
     @classmethod
-    def open(cls, dsn: str) -> Store:
-        store = cls(connect(dsn))
+    def open(cls, dsn: str, cluster: str = "") -> Store:
+        store = cls(connect(dsn, cluster), cluster)
         store.migrate()
         return store
+
+    def ddl(self, statements: list[str]) -> list[str]:
+        """The statements as this store runs them: as written, or their cluster form."""
+        return for_cluster(statements, self.cluster)
 
     def close(self) -> None:
         with self._lock:
@@ -110,15 +127,13 @@ class Store:
     def migrate(self) -> int:
         """Apply every migration newer than the recorded version; returns the version now applied."""
         with self._lock:
-            self._client.command(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, "
-                "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
-            )
+            for statement in self.ddl([SCHEMA_MIGRATIONS_DDL]):
+                self._client.command(statement)
             applied = int(self._client.command("SELECT max(version) FROM schema_migrations") or 0)
             for version, name, sql in migrations():
                 if version <= applied:
                     continue
-                for statement in _statements(sql):
+                for statement in self.ddl(_statements(sql)):
                     self._client.command(statement)
                 self._client.insert("schema_migrations", [[version, name]], column_names=["version", "name"])
                 log.info("applied store migration %s", name)
@@ -128,7 +143,9 @@ class Store:
     # -- writes ---------------------------------------------------------------------
 
     def insert_screenings(self, screenings: Sequence[Screening], stored_ns: int) -> int:
-        fresh = self._unseen("screenings", "event_id", {s.event_id: s for s in screenings})
+        """No look-up first: a replayed screening lands on its event id again and the table
+        (ReplacingMergeTree ORDER BY event_id) folds it; readers count with FINAL."""
+        fresh = list({s.event_id: s for s in screenings}.values())
         rows = [_screening_row(s, stored_ns) for s in fresh]
         self.insert_rows("screenings", rows, SCREENING_COLUMNS)
         samples = [
@@ -182,11 +199,18 @@ class Store:
         """Screenings expire after the configured days (0: kept forever). DDL takes no bound
         parameters, so the value is checked to be a plain int first."""
         days = int(screening_ttl_days)
+        if days > 0:
+            statement = f"ALTER TABLE screenings MODIFY TTL toDateTime(received_at) + INTERVAL {days} DAY"
+        else:
+            statement = "ALTER TABLE screenings REMOVE TTL"
         with self._lock:
-            if days > 0:
-                self._client.command(f"ALTER TABLE screenings MODIFY TTL toDateTime(received_at) + INTERVAL {days} DAY")
-            else:
-                self._client.command("ALTER TABLE screenings REMOVE TTL")
+            for ddl in self.ddl([statement]):
+                self._client.command(ddl)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """A statement without result rows (INSERT ... SELECT), values bound as in `query`."""
+        with self._lock:
+            self._client.command(sql, parameters=parameters or {})
 
     def insert_rows(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
         if rows:
@@ -338,7 +362,7 @@ def _screening_row(s: Screening, stored_ns: int) -> list[Any]:
         s.severity.value if s.severity else "", s.max_score, {c.category: c.score for c in s.scores},
         {c.category: c.threshold for c in s.scores}, list(s.reasons), s.policy_version,
         dict(s.detector_versions), s.drill_id or "", s.excerpt, s.received_ns, s.normalized_ns,
-        s.screened_ns, stored_ns,
+        s.screened_ns, stored_ns, s.grant_id or "", s.version,
     ]  # fmt: skip
 
 
@@ -347,5 +371,5 @@ def _bundle_row(b: EvidenceBundle, stored_ns: int) -> list[Any]:
         b.bundle_id, b.session_id, b.trace_ids[0] if b.trace_ids else "", b.service, b.model or "",
         b.severity.value, b.severity.rank, list(b.categories), b.max_score, b.queue_state, b.judge_status,
         b.policy_version, b.drill_id or "", b.model_dump_json(), b.created_ns, stored_ns, 1, b.tenant,
-        b.group_key, "", "", "", 0,
+        b.group_key, "", "", "", 0, b.grant_id or "", b.version,
     ]  # fmt: skip

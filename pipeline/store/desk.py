@@ -138,14 +138,16 @@ class Desk:
         )
 
     def groups(self, f: QueueFilter) -> list[dict[str, Any]]:
-        """Escalations that look alike (same group key), largest and most severe first."""
+        """Escalations that look alike (same group key), largest and most severe first. The filter
+        runs in a subquery: the aggregates' aliases (severity, service) would otherwise shadow the
+        columns it names, and ClickHouse refuses an aggregate inside WHERE."""
         where, params = f.where()
         return self.store.query(
             "SELECT group_key, count() AS bundles, max(severity_rank) AS max_severity_rank, "
             "argMax(severity, severity_rank) AS severity, any(service) AS service, "
             "groupUniqArrayArray(categories) AS categories, min(created_at) AS first_at, max(created_at) AS last_at, "
             "argMin(bundle_id, created_at) AS example_bundle_id "
-            f"FROM evidence_bundles FINAL WHERE {where} AND group_key != '' GROUP BY group_key "
+            f"FROM (SELECT * FROM evidence_bundles FINAL WHERE {where} AND group_key != '') GROUP BY group_key "
             "ORDER BY max_severity_rank DESC, bundles DESC LIMIT {limit:UInt32}",
             {**params, "limit": f.limit},
         )

@@ -19,7 +19,7 @@ KINDS = ("email", "phone", "api_key")
 #: Keys whose string values (and everything under them) are content.
 CONTENT_KEYS = frozenset({
     "content", "arguments", "result", "description", "system_instructions", "retrieved_documents", "excerpt",
-    "reference_text", "rationale", "evidence", "attributes", "text", "parameters",
+    "reference_text", "rationale", "evidence", "attributes", "text", "parameters", "output_sample",
 })  # fmt: skip
 _PATTERNS: dict[str, list[tuple[re.Pattern[str], str]]] = {
     "email": [(re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), "[email]")],

@@ -282,10 +282,92 @@ async function drillsPage() {
   if (!rows.length) say("No drill runs yet: `oodwatch drill run`.");
 }
 
+// -- guard: session actions and grants ------------------------------------------------------
+
+function list(values) {
+  return values.split(",").map((v) => v.trim()).filter((v) => v);
+}
+
+async function loadActions(who) {
+  const rows = await api("/api/actions?active=true");
+  const heads = ["action", "session", "service", "tenant", "reason", "grant", "until", "bundle", ""];
+  const table = document.getElementById("actions");
+  table.tHead.replaceChildren(el("tr", {}, ...heads.map((h) => el("th", {}, h))));
+  table.tBodies[0].replaceChildren(...rows.map((r) => {
+    const cell = el("td", {});
+    if (who.role === "reviewer" || who.role === "admin") {
+      const note = el("input", { size: 16, placeholder: "why lift (required)" });
+      const button = el("button", { type: "button" }, "Lift");
+      button.addEventListener("click", async () => {
+        try {
+          await api(`/api/actions/${encodeURIComponent(r.record_id)}/lift`, { method: "POST", body: JSON.stringify({ note: note.value }) });
+          say(`lifted ${r.record_id}`);
+          await loadActions(who);
+        } catch (error) { say(error.message, true); }
+      });
+      cell.append(note, button);
+    }
+    const bundle = r.bundle_id ? el("a", { href: `/ui/bundle/${encodeURIComponent(r.bundle_id)}` }, r.bundle_id.slice(0, 12)) : "";
+    return el("tr", {}, el("td", {}, r.action), el("td", {}, r.session_id), el("td", {}, r.service), el("td", {}, r.tenant),
+      el("td", {}, r.reason), el("td", {}, r.grant_id), el("td", {}, when(r.expires_at)), el("td", {}, bundle), cell);
+  }));
+  if (!rows.length) table.tBodies[0].replaceChildren(el("tr", {}, el("td", { class: "muted" }, "none in force")));
+}
+
+async function loadGrants(who) {
+  const all = document.getElementById("all-grants").checked;
+  const rows = await api(`/api/grants?active=${all ? "false" : "true"}`);
+  const heads = ["grant", "state", "tenant", "categories", "services", "users", "until", "granted by", "reason", ""];
+  const table = document.getElementById("grants");
+  table.tHead.replaceChildren(el("tr", {}, ...heads.map((h) => el("th", {}, h))));
+  table.tBodies[0].replaceChildren(...rows.map(({ grant: g, state }) => {
+    const cell = el("td", {});
+    if (who.role === "admin" && state === "active") {
+      const reason = el("input", { size: 14, placeholder: "why revoke" });
+      const button = el("button", { type: "button" }, "Revoke");
+      button.addEventListener("click", async () => {
+        try {
+          await api(`/api/grants/${encodeURIComponent(g.grant_id)}/revoke`, { method: "POST", body: JSON.stringify({ reason: reason.value }) });
+          say(`revoked ${g.grant_id}`);
+          await loadGrants(who);
+        } catch (error) { say(error.message, true); }
+      });
+      cell.append(reason, button);
+    }
+    return el("tr", {}, el("td", {}, g.grant_id), el("td", {}, state), el("td", {}, g.tenant), el("td", {}, g.categories.join(", ")),
+      el("td", {}, g.services.join(", ") || "all"), el("td", {}, g.users.join(", ") || "all"),
+      el("td", {}, new Date(g.expires_ns / 1e6).toISOString().slice(0, 16).replace("T", " ")), el("td", {}, g.granted_by),
+      el("td", {}, g.reason), cell);
+  }));
+  if (!rows.length) table.tBodies[0].replaceChildren(el("tr", {}, el("td", { class: "muted" }, "no grants")));
+}
+
+async function guardPage() {
+  const who = await header();
+  document.getElementById("all-grants").addEventListener("change", () => loadGrants(who).catch((e) => say(e.message, true)));
+  const form = document.getElementById("grant-form");
+  if (who.role === "admin") {
+    form.hidden = false;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const f = form.elements;
+      const expires = new Date(Date.now() + Number(f.hours.value) * 3600e3).toISOString();
+      const body = { tenant: f.tenant.value.trim(), categories: list(f.categories.value), services: list(f.services.value),
+        users: list(f.users.value), reason: f.reason.value, expires_at: expires };
+      try {
+        const made = await api("/api/grants", { method: "POST", body: JSON.stringify(body) });
+        say(`granted ${made.grant.grant_id}`);
+        await loadGrants(who);
+      } catch (error) { say(error.message, true); }
+    });
+  }
+  await Promise.all([loadActions(who), loadGrants(who)]);
+}
+
 function loginPage() {
   if (new URLSearchParams(window.location.search).has("failed")) document.getElementById("failed").hidden = false;
 }
 
-const pages = { queue: queuePage, bundle: bundlePage, drills: drillsPage, login: loginPage };
+const pages = { queue: queuePage, bundle: bundlePage, drills: drillsPage, guard: guardPage, login: loginPage };
 const run = pages[document.body.dataset.page];
 if (run) Promise.resolve(run()).catch((error) => { if (document.getElementById("message")) say(error.message, true); });

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.client import TriageClient
+from pipeline.cli.client import TriageClient
 from pipeline.settings import Settings
 from pipeline.stack.supervisor import Stack
 from tests.helpers import MODEL_DIR, test_settings

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from pipeline.emit import SessionEmitter
 from pipeline.stack.supervisor import Stack
-from pipeline.traffic import TrafficGenerator
+from pipeline.synth.emit import SessionEmitter
+from pipeline.synth.traffic import TrafficGenerator
 from schemas.events import DRILL_ATTRIBUTE
 from tests.e2e.conftest import wait_for
 from tests.helpers import MODEL_DIR, free_port, test_settings

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.emit import SessionEmitter
 from pipeline.stack.supervisor import Stack
-from pipeline.traffic import TrafficGenerator
+from pipeline.synth.emit import SessionEmitter
+from pipeline.synth.traffic import TrafficGenerator
 from tests.e2e.conftest import wait_for
 from tests.helpers import MODEL_DIR, free_port, test_settings
 

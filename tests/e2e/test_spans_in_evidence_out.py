@@ -5,8 +5,8 @@ import time
 import httpx
 from google.rpc.status_pb2 import Status
 
-from pipeline.emit import SessionEmitter, sessions_to_request
-from pipeline.traffic import ATTACK_PROMPTS, TrafficGenerator
+from pipeline.synth.emit import SessionEmitter, sessions_to_request
+from pipeline.synth.traffic import ATTACK_PROMPTS, TrafficGenerator
 from tests.e2e.conftest import wait_for
 from tests.helpers import request, span
 from tests.integration.kafka_io import produce

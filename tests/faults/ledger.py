@@ -16,14 +16,15 @@ from typing import Any
 
 import pytest
 
-from pipeline.client import TriageClient
-from pipeline.emit import SessionEmitter
+from pipeline.cli.client import TriageClient
 from pipeline.settings import Settings
 from pipeline.stack.supervisor import Stack
 from pipeline.store.clickhouse import Store
-from pipeline.traffic import Session, TrafficGenerator
+from pipeline.synth.emit import SessionEmitter
+from pipeline.synth.traffic import Session, TrafficGenerator
+from schemas.evidence import Screening
 from tests.helpers import MODEL_DIR, REPO, test_settings
-from tests.integration.kafka_io import consume_until
+from tests.integration.kafka_io import consume_until, decoded
 
 #: Where each fault test appends its row (emptied when a test session starts: the file holds
 #: the latest run, which docs/reliability.md quotes).
@@ -99,7 +100,7 @@ def topic_records(settings: Settings, service: str, expected: int) -> int:
     topic = settings.topics.screenings
 
     def count(seen: dict[str, list[Any]]) -> int:
-        return sum(1 for r in seen[topic] if json.loads(r.value).get("service") == service)
+        return sum(1 for s in decoded(seen[topic], Screening) if s.service == service)
 
     seen = asyncio.run(consume_until(settings.bootstrap, [topic], lambda s: count(s) >= expected, timeout_s=10))
     return count(seen)
@@ -130,7 +131,8 @@ def ledger(settings: Settings, fault: str, service: str, sent: int, on_topic: in
     try:
         params = {"service": service}
         screened = store.query(
-            "SELECT count() AS rows, uniqExact(event_id) AS events FROM screenings WHERE service = {service:String}",
+            "SELECT count() AS rows, uniqExact(event_id) AS events FROM screenings FINAL "
+            "WHERE service = {service:String}",
             params,
         )[0]
         bundles = store.query(

@@ -12,7 +12,7 @@ import time
 import pytest
 from aiohttp import web
 
-from pipeline.client import TriageClient
+from pipeline.cli.client import TriageClient
 from tests.e2e.conftest import wait_for
 from tests.faults.ledger import (
     Feeder,
@@ -152,7 +152,8 @@ class SlowJudge:
 @pytest.mark.parametrize("judge", ["down", "slow"])
 def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_goes_on(tmp_path, judge):
     service = f"fault-judge-{judge}"
-    url = f"http://127.0.0.1:{free_port()}/v1" if judge == "down" else f"http://127.0.0.1:{SlowJudge(5.0).port}/v1"
+    slow = SlowJudge(5.0) if judge == "slow" else None
+    url = f"http://127.0.0.1:{free_port()}/v1" if slow is None else f"http://127.0.0.1:{slow.port}/v1"
     overrides = {"judge_base_url": url, "judge_model": "m", "judge_timeout_s": 1.0, "judge_breaker_failures": 3,
                  "judge_breaker_cooldown_s": 600.0}  # fmt: skip
     with running_stack(tmp_path, **overrides) as stack:
@@ -169,7 +170,9 @@ def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_go
             lambda q: any(b["judge_status"] in ("judge_error", "skipped") for b in q), timeout_s=90,
         )  # fmt: skip
         on_topic = topic_records(settings, service, expected)
+        judged = [client.bundle(b["bundle_id"]) for b in bundles if b["judge_status"] == "judge_error"]
         client.close()
+    errors = [b["tier3"]["error"] for b in judged if b.get("tier3")]
     statuses = {b["judge_status"] for b in bundles}
     row = ledger(settings, f"judge {judge}", service, expected, on_topic,
                  judge_statuses=sorted(statuses))  # fmt: skip
@@ -177,3 +180,7 @@ def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_go
     assert bundles and statuses <= {"judge_error", "skipped", "unjudged"}, statuses
     assert all(b["queue_state"] in ("open", "needs_human_review") for b in bundles)
     assert "judge_error" in statuses or "skipped" in statuses
+    # The breaker itself: after 3 failures it opened and later bundles never reached the endpoint.
+    assert any(error.startswith("circuit breaker open") for error in errors), errors[:5]
+    if judge == "slow":
+        assert slow is not None and slow.calls <= 3 + 4, slow.calls  # failures to open + calls already in flight

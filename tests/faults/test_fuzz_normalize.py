@@ -21,8 +21,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline.agents.common import TopicHandles
 from pipeline.agents.log_join import LogJoin
-from pipeline.agents.normalize import NormalizeCounters, normalize_stream
+from pipeline.agents.normalize import Normalizer
 from schemas.dead_letter import DeadLetter
+from schemas.envelope import ENVELOPE_HEADERS, EnvelopeCodec
 from schemas.events import LLMEvent
 from schemas.otel_logs import content_by_span, parse_logs_request
 from schemas.otel_mapping import MAX_ATTRIBUTE_CHARS, MAX_JSON_DEPTH, MalformedRecord, map_request, parse_trace_request
@@ -324,9 +325,11 @@ def test_deeply_nested_json_in_messages_stays_text_and_is_screened() -> None:
 def test_non_finite_token_counts_are_dropped() -> None:
     """Found by the fuzzer: a token count of inf (a double attribute, or OTLP/JSON's "Infinity")
     raised OverflowError in int()."""
-    for value in (math.inf, -math.inf, math.nan, 1e300):
+    for value in (math.inf, -math.inf, math.nan, 1e300, -1.0):
         [event] = normalize_spans(one_span_request(gen_ai__usage__input_tokens=AnyValue(double_value=value)))
-        assert event.usage.input_tokens is None or event.usage.input_tokens == int(value)
+        assert event.usage.input_tokens is None, value  # not a count: dropped, never kept or clamped
+    [event] = normalize_spans(one_span_request(gen_ai__usage__input_tokens=AnyValue(double_value=1e6)))
+    assert event.usage.input_tokens == 1_000_000  # a real count stays
 
 
 def test_nesting_past_the_protobuf_limit_is_malformed() -> None:
@@ -362,11 +365,16 @@ def test_huge_span_count_maps() -> None:
 
 
 class FakeTopic:
+    partitions = 1
+
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, bytes]] = []
 
-    async def send(self, *, key: bytes, value: bytes) -> None:
+    async def send(self, *, key: bytes, value: bytes, partition: int, headers: Any) -> None:
         self.sent.append((key, value))
+
+    def items(self, model: Any) -> list[Any]:
+        return [item for _, value in self.sent for item in EnvelopeCodec(model).decode(value, ENVELOPE_HEADERS).items]
 
 
 class FakeMessage:
@@ -386,12 +394,8 @@ class FakeStream:
     def __init__(self, events: list[FakeEvent]) -> None:
         self._events = events
 
-    def noack(self) -> FakeStream:
-        return self
-
-    async def events(self) -> Any:
-        for event in self._events:
-            yield event
+    async def noack_take(self, size: int, within: float) -> Any:
+        yield self._events
 
 
 async def test_the_normalize_agent_dead_letters_hostile_records_with_reasons_and_goes_on() -> None:
@@ -411,13 +415,14 @@ async def test_the_normalize_agent_dead_letters_hostile_records_with_reasons_and
     ]
     stream = FakeStream([FakeEvent(topic, offset, value) for offset, (topic, value) in enumerate(records)])
     topics = TopicHandles(FakeTopic(), FakeTopic(), FakeTopic(), FakeTopic(), FakeTopic())
-    counters = NormalizeCounters()
-    await normalize_stream(stream, topics, LogJoin(span_wait_s=0, log_wait_s=0), counters, "otlp_logs")
-    letters = [DeadLetter.model_validate_json(value) for _, value in topics.dead_letters.sent]
+    normalizer = Normalizer(topics, LogJoin(span_wait_s=0, log_wait_s=0), "otlp_logs", batch_size=8, window_s=0.01)
+    await normalizer.run(stream)
+    counters = normalizer.counters
+    letters = topics.dead_letters.items(DeadLetter)
     assert all(letter.stage == "normalize" and letter.reason for letter in letters)
     assert not [letter.reason for letter in letters if letter.reason.startswith("internal error")]
     assert counters.records == len(records) and counters.dead_letters == len(letters) >= 2
-    assert counters.events == 2  # the deep JSON span and the inf-token span mapped
+    assert counters.items == len(topics.llm_events.items(LLMEvent)) == 2  # the deep JSON and inf-token spans
     assert all(event.acked for event in stream._events)
 
 
@@ -434,7 +439,6 @@ def test_tool_schemas_nested_too_deep_stay_text() -> None:
 
 async def test_emit_drops_an_event_that_cannot_be_serialised_instead_of_crashing() -> None:
     from pipeline.agents.log_join import JoinOutput
-    from pipeline.agents.normalize import emit
     from schemas.events import ToolDefinition
 
     deep: dict[str, Any] = {}
@@ -445,8 +449,8 @@ async def test_emit_drops_an_event_that_cannot_be_serialised_instead_of_crashing
                    tool_definitions=(ToolDefinition(name="t", parameters=deep),))  # fmt: skip
     good = LLMEvent(event_id="e2", trace_id="t", span_id="s2", session_id="x")
     topics = TopicHandles(FakeTopic(), FakeTopic(), FakeTopic(), FakeTopic(), FakeTopic())
-    counters = NormalizeCounters()
+    normalizer = Normalizer(topics, LogJoin(), "otlp_logs", batch_size=8, window_s=0.01)
     source = FakeEvent("otlp_spans", 0, b"")
-    await emit(JoinOutput(events=[bad, good], acks=[source]), topics, counters)
-    assert [key for key, _ in topics.llm_events.sent] == [b"x"] and counters.events == 1
-    assert counters.dead_letters == 1 and source.acked
+    await normalizer.emit(JoinOutput(events=[bad, good], acks=[source]))
+    assert [e.event_id for e in topics.llm_events.items(LLMEvent)] == ["e2"]
+    assert normalizer.counters.unserialisable == 1 and source.acked

@@ -27,23 +27,26 @@ from google.rpc.status_pb2 import Status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from pipeline.agents.common import TopicHandles
 from pipeline.agents.log_join import LogJoin
-from pipeline.agents.normalize import NormalizeCounters, emit, normalize_stream
-from pipeline.receiver import create_receiver_app
+from pipeline.agents.normalize import Normalizer
+from pipeline.ingest.receiver import create_receiver_app
+from pipeline.perf.metrics import KNOWN, MetricDecoder
+from pipeline.perf.spans import timings_from_request
 from pipeline.settings import Settings, Topics
 from pipeline.stack.topics import ensure_topics
 from schemas.dead_letter import DeadLetter
 from schemas.events import LLMEvent
 from schemas.otel_logs import content_by_span, parse_logs_request
-from schemas.otel_mapping import MalformedRecord, map_request, parse_trace_request
+from schemas.otel_mapping import MalformedRecord, map_request, parse_otlp, parse_trace_request
 from tests.faults.ledger import record as ledger_record
 from tests.faults.test_receiver_overload import running_broker, running_receiver
 from tests.helpers import request, span, test_settings
-from tests.integration.kafka_io import consume_until, produce
+from tests.integration.kafka_io import consume_until, decoded, produce
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -124,12 +127,23 @@ def check(receiver: InProcessReceiver, path: str, body: bytes, content_type: str
         try:
             if topic == "otlp_logs":
                 content_by_span(parse_logs_request(value))
+            elif topic == "otlp_metrics":  # the perf consumer: points refused with reasons, never raised
+                result = PERF_DECODER.decode(parse_otlp(value, ExportMetricsServiceRequest))
+                assert all(reason for reason in result.refused)
+                assert all(d.count > 0 and sum(d.counts) in (0, d.count) for d in result.deltas)
             else:
-                for event in map_request(parse_trace_request(value)).events:
+                traces = parse_trace_request(value)
+                for event in map_request(traces).events:
                     LLMEvent.model_validate_json(event.model_dump_json())
+                for timing in timings_from_request(traces):  # the perf consumer reads the same records
+                    assert timing.e2e_ms >= 0 and not timing.ttft_ms < 0
         except MalformedRecord as exc:  # would be a dead letter with this reason
             assert str(exc)
     return status
+
+
+#: One decoder across examples, as in the store process: cumulative state carries over requests.
+PERF_DECODER = MetricDecoder()
 
 
 # -- strategies: OTLP/JSON-shaped documents with wrong types anywhere ------------------------
@@ -236,18 +250,94 @@ valid_trace_json = st.builds(
 )
 
 
+# -- OTLP/JSON metrics: GenAI histograms with hostile numbers, buckets and temporalities ------
+
+number = (
+    st.integers(-5, 2**64) | st.floats() | st.text(max_size=6) | st.sampled_from(["NaN", "Infinity", "-1", "1e999"])
+)
+small = st.integers(0, 50)
+point_json = st.fixed_dictionaries(
+    {},
+    optional={
+        "startTimeUnixNano": st.sampled_from(["1700000000000000000", "1700000060000000000", "0"]) | number,
+        "timeUnixNano": st.integers(1_700_000_000, 1_700_000_600).map(lambda s: str(s * 10**9)) | number,
+        "count": small | number,
+        "sum": st.floats(0, 100) | number,
+        "bucketCounts": st.lists(small | number, max_size=5) | junk,
+        "explicitBounds": st.lists(st.floats(0, 10) | number, max_size=5) | junk,
+        "attributes": st.lists(
+            st.builds(lambda k, v: {"key": k, "value": {"stringValue": v}},
+                      st.sampled_from(["gen_ai.request.model", "gen_ai.token.type", "x"]), st.sampled_from(["m", "o"])),
+            max_size=2,
+        ) | attributes_json,
+        "min": number,
+        "max": number,
+    },
+)  # fmt: skip
+metric_json = st.fixed_dictionaries(
+    {"name": st.sampled_from([*KNOWN, "gen_ai.client.generation.choices", "x.y", ""]) | junk},
+    optional={
+        "unit": st.sampled_from(["s", "ms", "{token}", "", "h"]) | junk,
+        "histogram": st.fixed_dictionaries(
+            {"dataPoints": st.lists(point_json, max_size=3) | junk},
+            optional={"aggregationTemporality": st.integers(-1, 3) | st.just("AGGREGATION_TEMPORALITY_DELTA")},
+        ) | junk,
+        "sum": st.fixed_dictionaries({"dataPoints": st.lists(st.fixed_dictionaries({"asInt": number}), max_size=2)}),
+        "exponentialHistogram": st.fixed_dictionaries({"dataPoints": st.lists(point_json, max_size=1)}),
+    },
+)  # fmt: skip
+metrics_json = (
+    st.fixed_dictionaries(
+        {
+            "resourceMetrics": st.lists(
+                st.fixed_dictionaries(
+                    {"scopeMetrics": st.lists(
+                        st.fixed_dictionaries(
+                            {"metrics": st.lists(metric_json, max_size=3) | junk},
+                            optional={"scope": st.fixed_dictionaries(
+                                {"name": st.sampled_from(["opentelemetry.instrumentation.openai.v1", "vllm", ""])})},
+                        ), max_size=2) | junk},
+                    optional={"resource": st.fixed_dictionaries({"attributes": attributes_json}) | junk},
+                ) | junk,
+                max_size=2,
+            ) | junk
+        }
+    )
+    | junk
+)  # fmt: skip
+
+
+@FUZZ
+@given(metrics_json)
+def test_fuzzed_otlp_metrics_get_4xx_or_decode_with_reasons(receiver: InProcessReceiver, document: Any) -> None:
+    check(receiver, "/v1/metrics", json.dumps(document).encode(), JSON)
+
+
+def test_huge_metric_point_counts_get_413_past_the_limit(receiver: InProcessReceiver) -> None:
+    def many(count: int) -> bytes:
+        metrics = ExportMetricsServiceRequest()
+        metric = metrics.resource_metrics.add().scope_metrics.add().metrics.add(name="gen_ai.client.operation.duration")
+        metric.histogram.data_points.add(count=1, bucket_counts=[1])
+        metric.histogram.data_points.extend([metric.histogram.data_points[0]] * (count - 1))
+        return metrics.SerializeToString()
+
+    assert check(receiver, "/v1/metrics", many(MAX_ITEMS), PROTOBUF) == 200
+    assert check(receiver, "/v1/metrics", many(MAX_ITEMS + 1), PROTOBUF) == 413
+
+
 def valid_trace(**attributes: Any) -> bytes:
     return request(span({"gen_ai.operation.name": "chat", **attributes})).SerializeToString()
 
 
 @FUZZ
-@given(valid_trace_json | trace_json, st.sampled_from(["/v1/traces", "/v1/logs"]))
+@given(valid_trace_json | trace_json, st.sampled_from(["/v1/traces", "/v1/logs", "/v1/metrics"]))
 def test_fuzzed_otlp_json_gets_4xx_or_maps(receiver: InProcessReceiver, document: Any, path: str) -> None:
     check(receiver, path, json.dumps(document).encode(), JSON)
 
 
 @FUZZ
-@given(st.binary(max_size=2_000), st.sampled_from([PROTOBUF, JSON]), st.sampled_from(["/v1/traces", "/v1/logs"]))
+@given(st.binary(max_size=2_000), st.sampled_from([PROTOBUF, JSON]), st.sampled_from(["/v1/traces", "/v1/logs",
+                                                                                        "/v1/metrics"]))  # fmt: skip
 def test_random_bytes_get_4xx_or_map(receiver: InProcessReceiver, body: bytes, content_type: str, path: str) -> None:
     check(receiver, path, body, content_type)
 
@@ -274,8 +364,13 @@ def test_invalid_utf8_in_json_gets_4xx_or_maps(receiver: InProcessReceiver, docu
     st.sampled_from(["gzip", "deflate", "br", "zstd", "identity", "x"]),
 )
 def test_content_encodings_that_lie_get_4xx(receiver: InProcessReceiver, body: bytes, encoding: str) -> None:
-    for sent in (body, gzip.compress(body), zlib.compress(body)):
-        check(receiver, "/v1/traces", sent, PROTOBUF, **{"Content-Encoding": encoding})
+    """A body that is not what its Content-Encoding says (or says an encoding nobody sent) gets a
+    4xx; only the truthful pairs (and identity, which says nothing) may be accepted."""
+    truthful = {("raw", "identity"), ("gzip", "identity"), ("zlib", "identity"), ("gzip", "gzip"), ("zlib", "deflate")}
+    for kind, sent in (("raw", body), ("gzip", gzip.compress(body)), ("zlib", zlib.compress(body))):
+        status = check(receiver, "/v1/traces", sent, PROTOBUF, **{"Content-Encoding": encoding})
+        if (kind, encoding) not in truthful and (kind != "raw" or body):
+            assert 400 <= status < 500, (kind, encoding, status)
 
 
 def deep_json_body(depth: int) -> bytes:
@@ -379,11 +474,13 @@ def test_a_10_mib_attribute_is_accepted_under_the_size_setting_and_413_over_it(t
 
 
 class KafkaTopic:
+    partitions = 2
+
     def __init__(self, producer: Any, name: str) -> None:
         self.producer, self.name = producer, name
 
-    async def send(self, *, key: bytes, value: bytes) -> None:
-        await self.producer.send_and_wait(self.name, value, key=key)
+    async def send(self, *, key: bytes, value: bytes, partition: int, headers: Any) -> None:
+        await self.producer.send_and_wait(self.name, value, key=key, partition=partition, headers=headers)
 
 
 class RecordEvent:
@@ -407,12 +504,8 @@ class Stream:
     def __init__(self, events: list[RecordEvent]) -> None:
         self._events = events
 
-    def noack(self) -> Stream:
-        return self
-
-    async def events(self) -> Any:
-        for event in self._events:
-            yield event
+    async def noack_take(self, size: int, within: float) -> Any:
+        yield self._events
 
 
 async def test_hostile_payloads_through_receiver_broker_and_normalize(tmp_path: Path) -> None:
@@ -472,19 +565,20 @@ async def test_hostile_payloads_through_receiver_broker_and_normalize(tmp_path: 
                     )
                 )
             )
-            counters = NormalizeCounters()
-            join = LogJoin(span_wait_s=0, log_wait_s=0)
-            await normalize_stream(Stream([RecordEvent(r) for r in records]), out, join, counters, names.otlp_logs)
-            await emit(join.expire(), out, counters)  # the worker's timer: content-less spans go on
+            normalizer = Normalizer(out, LogJoin(span_wait_s=0, log_wait_s=0), names.otlp_logs, batch_size=16,
+                                    window_s=0.01)  # fmt: skip
+            await normalizer.run(Stream([RecordEvent(r) for r in records]))
+            await normalizer.expire()  # the worker's timer: content-less spans go on
+            counters = normalizer.counters
         finally:
             await producer.stop()
         seen = await consume_until(
             bootstrap,
             [names.llm_events, names.dead_letters],
-            lambda s: len(s[names.llm_events]) >= len(accepted) and len(s[names.dead_letters]) >= 2,
+            lambda s: len(decoded(s[names.llm_events], LLMEvent)) >= len(accepted) and len(s[names.dead_letters]) >= 2,
         )
-    events = [LLMEvent.model_validate_json(r.value) for r in seen[names.llm_events]]
-    letters = [DeadLetter.model_validate_json(r.value) for r in seen[names.dead_letters]]
+    events = decoded(seen[names.llm_events], LLMEvent)
+    letters = decoded(seen[names.dead_letters], DeadLetter)
     print(
         f"\nreal path: {len(accepted)} hostile spans accepted -> {len(events)} events; {len(rejected)} bodies 4xx; "
         f"2 garbage records -> dead letters {[letter.reason[:70] for letter in letters]}"
@@ -492,7 +586,7 @@ async def test_hostile_payloads_through_receiver_broker_and_normalize(tmp_path: 
     ledger_record({"fault": "hostile payloads via receiver, broker, normalize", "in": len(accepted) + len(rejected) + 2,
                    "screened": None, "bundles": None, "events": len(events), "rejected_4xx": len(rejected),
                    "dead_letters": len(letters), "duplicates": None, "lost": len(accepted) - len(events)})  # fmt: skip
-    assert counters.events == len(events) == len(accepted) and counters.dead_letters == len(letters) == 2
+    assert counters.items == len(events) == len(accepted) and counters.dead_letters == len(letters) == 2
     assert all(letter.stage == "normalize" and "ExportTraceServiceRequest" in letter.reason for letter in letters)
     by_span = {event.span_id: event for event in events}
     assert by_span[(bytes([3]) * 8).hex()].usage.input_tokens is None  # inf is not a count

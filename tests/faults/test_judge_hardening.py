@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from detectors.judge import JudgeConfig, LLMJudge
-from pipeline.tier3 import Tier3
+from pipeline.agents.judge import Tier3
 from schemas.events import Message, ToolDefinition
 from schemas.evidence import QueueState, Severity
 from schemas.judge import JudgeStatus

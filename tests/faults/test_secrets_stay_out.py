@@ -12,10 +12,10 @@ import threading
 
 import httpx
 
-from pipeline.client import TriageClient
-from pipeline.emit import SessionEmitter
+from pipeline.cli.client import TriageClient
 from pipeline.stack.supervisor import child_env
-from pipeline.traffic import TrafficGenerator
+from pipeline.synth.emit import SessionEmitter
+from pipeline.synth.traffic import TrafficGenerator
 from tests.e2e.conftest import wait_for
 from tests.faults.ledger import running_stack
 from tests.helpers import free_port

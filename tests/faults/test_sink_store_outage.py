@@ -84,7 +84,7 @@ async def test_sink_backs_off_while_the_store_is_down_then_stores_everything_onc
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    [counts] = store.query("SELECT count() AS rows, uniqExact(event_id) AS events FROM screenings")
+    [counts] = store.query("SELECT count() AS rows, uniqExact(event_id) AS events FROM screenings FINAL")
     store.close()
     # Each failed batch write was probed (a refused query too) before it backed off.
     assert sink.counters.store_failures >= 3 and outage.refused == 2 * sink.counters.store_failures

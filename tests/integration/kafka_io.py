@@ -8,14 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None) -> None:
+async def produce(
+    bootstrap: str, topic: str, values: list[bytes], key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:  # fmt: skip
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
         for value in values:
-            await producer.send_and_wait(topic, value, key=key)
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
@@ -39,3 +42,19 @@ async def consume_until(
     finally:
         await consumer.stop()
     return seen
+
+
+def decoded(records: list[Any], model: Any) -> list[Any]:
+    """The items of `model` in topic records: envelopes (screenings as columnar batches) or the
+    one-item records of the previous release."""
+    from schemas.envelope import EnvelopeCodec, is_envelope
+    from schemas.evidence import Screening, ScreeningBatch
+
+    items: list[Any] = []
+    for record in records:
+        if model is Screening and is_envelope(record.headers):
+            batches = EnvelopeCodec(ScreeningBatch).decode(record.value, record.headers).items
+            items += [screening for batch in batches for screening in batch.screenings()]
+        else:
+            items += EnvelopeCodec(model).decode(record.value, record.headers).items
+    return items

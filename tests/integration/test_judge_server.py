@@ -17,9 +17,9 @@ import pytest
 from aiohttp import web
 
 from detectors.judge import CircuitBreaker, JudgeConfig, LLMJudge
+from pipeline.agents.judge import Tier3
 from pipeline.stack.local_judge import MODEL_ALIAS, model_path, probe, server_command
 from pipeline.stack.supervisor import http_ok
-from pipeline.tier3 import Tier3
 from schemas.events import LLMEvent, Message
 from schemas.evidence import QueueState, Severity
 from schemas.judge import JudgeStatus, JudgeVerdict
@@ -81,7 +81,8 @@ async def judge_once(judge: LLMJudge, text: str):
 
 
 def test_a_normal_verdict_from_a_real_server(llama_url):
-    result = asyncio.run(judge_once(llama(llama_url), "How do I reset my router password?"))
+    # Plumbing, not speed: SmolLM2 on two shared cores can take longer than a deployment's timeout.
+    result = asyncio.run(judge_once(llama(llama_url, timeout_s=120.0), "How do I reset my router password?"))
     assert result.status is JudgeStatus.JUDGED, result.error
     assert isinstance(result.verdict, JudgeVerdict) and result.model == MODEL_ALIAS
     assert result.attempts in (1, 2) and result.latency_ms > 0

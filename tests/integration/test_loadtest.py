@@ -3,8 +3,8 @@ on the real broker (small, so the suite stays fast; `oodwatch bench --stage pipe
 
 import sys
 
-from pipeline.loadtest.harness import _events, drain, harness_ceiling
-from pipeline.loadtest.openloop import Payloads
+from pipeline.bench.loadtest.harness import _events, drain, harness_ceiling
+from pipeline.bench.loadtest.openloop import Payloads
 from pipeline.stack.supervisor import child_env
 
 
@@ -17,7 +17,7 @@ def test_the_harness_keeps_its_schedule_against_a_no_op_sink():
 
 def test_a_drain_counts_every_record_through_a_kafka_pass_through(settings):
     records = _events(500)
-    command = [sys.executable, "-m", "pipeline.loadtest.passthrough", "kafka", "drain-in", "drain-out"]
+    command = [sys.executable, "-m", "pipeline.bench.loadtest.passthrough", "kafka", "drain-in", "drain-out"]
     result = drain(settings, "kafka", command, child_env(settings), "drain-in", "drain-out", records)
     assert result["complete"] and result["seen"] == 500 and result["eps"] > 0
 
@@ -25,8 +25,8 @@ def test_a_drain_counts_every_record_through_a_kafka_pass_through(settings):
 def test_the_collector_path_produces_every_send_to_the_topic(settings):
     import asyncio
 
-    from pipeline.loadtest.harness import _count, target_url
-    from pipeline.loadtest.openloop import constant, run_open_loop
+    from pipeline.bench.loadtest.harness import _count, target_url
+    from pipeline.bench.loadtest.openloop import constant, run_open_loop
 
     result = run_open_loop(target_url(settings, "kafka"), Payloads.build(templates=4), constant(150), duration_s=2,
                            processes=1, poisson=False)  # fmt: skip

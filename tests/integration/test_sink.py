@@ -46,7 +46,41 @@ async def test_sink_stores_each_record_once_even_when_replayed(settings):
     stats = store.stats()
     assert (stats["screenings"], stats["evidence_bundles"], stats["dead_letters"]) == (40, 4, 1)
     [letter] = store.dead_letters()
-    assert letter["stage"] == "sink" and "invalid Screening" in letter["reason"]
+    assert letter["stage"] == "sink" and "not a Screening" in letter["reason"]
+    store.close()
+
+
+async def test_sink_reads_envelopes_columnar_screenings_and_a_bad_item_alone(settings):
+    """The format this release writes: a columnar ScreeningBatch per record, bundles in envelopes;
+    a bad item is one dead letter and its neighbours are stored; a replayed envelope adds nothing."""
+    from pipeline.agents.judge import BUNDLES
+    from pipeline.agents.screen import SCREENINGS
+    from schemas.envelope import ENVELOPE_HEADERS
+
+    store = Store.open(settings.store_dsn)
+    screener = Screener([FixedDetector(0.2, 0.7)], RoutingPolicy.load())
+    events = [event(i) for i in range(30)]
+    batch, escalations = screener.route(events, screener.score_matrix(events), {})
+    assert escalations  # the 0.7s
+    bundles = [bundle_for(i, 0.9) for i in range(3)]
+    good = BUNDLES.encode(bundles)[1:-1].decode()
+    with_bad_item = f'[{good},{{"bundle_id": 5}}]'.encode()
+    topics = settings.topics
+    await produce(settings.bootstrap, topics.screenings, [SCREENINGS.encode([batch])] * 2, headers=ENVELOPE_HEADERS)
+    await produce(settings.bootstrap, topics.evidence, [with_bad_item], headers=ENVELOPE_HEADERS)
+    sink = Sink(settings, store)
+    task = asyncio.create_task(sink.run())
+    try:
+        await wait_for(lambda: sink.counters.bundles == 3 and sink.counters.dead_letters == 1)
+        await wait_for(lambda: store.stats()["screenings"] == 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [letter] = store.dead_letters()
+    assert "not a EvidenceBundle" in letter["reason"]
+    stored = store.query("SELECT event_id, decision, scores FROM screenings FINAL ORDER BY event_id")
+    assert len(stored) == 30 and {r["decision"] for r in stored} == {"pass", "escalate"}
+    assert all(set(r["scores"]) == {"injection"} for r in stored)
     store.close()
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from detectors.build.tool_corpus import TOOL_WHEELS, wheel_path
+from pipeline.bench.tools_eval import evaluate
 from pipeline.drills.tool_poisoning import KINDS
-from pipeline.tools_eval import evaluate
 from tests.helpers import MODEL_DIR, REPO
 
 DATASETS = REPO / ".oodwatch" / "datasets"

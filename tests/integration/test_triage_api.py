@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from pipeline.store.api import create_api
 from pipeline.store.auth import CSRF_COOKIE, CSRF_HEADER, Authenticator, Principal
 from pipeline.store.clickhouse import Store
+from tests.integration.test_guard_desk import guard_desk
 from tests.integration.test_store import bundle_for
 
 TOKENS = {
@@ -18,8 +19,9 @@ TOKENS = {
     "reviewer-token-0123456789": Principal("ana", "reviewer"),
     "admin-token-SECRET-0123456789": Principal("root", "admin"),
 }
-PUBLIC = {"/healthz", "/readyz", "/ui/login", "/ui/static/{name}"}
-PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills"}
+# /metrics is public like the health checks: counts and latencies only, for Prometheus to scrape.
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/ui/login", "/ui/static/{name}"}
+PAGES = {"/ui", "/ui/bundle/{bundle_id}", "/ui/drills", "/ui/guard", "/ui/drift"}
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def setup(tmp_path):
     store = Store.open(f"chdb://{tmp_path / 'store'}")
     bundle = bundle_for(1, 0.99)
     store.insert_bundles([bundle], time.time_ns())
-    app = create_api(store, Authenticator(dict(TOKENS)))
+    app = create_api(store, Authenticator(dict(TOKENS)), guard=guard_desk(store, tmp_path))
     with TestClient(app, base_url="http://127.0.0.1") as client:
         yield app, client, bundle.bundle_id
     store.close()
@@ -61,7 +63,7 @@ def test_every_endpoint_refuses_anonymous_and_wrong_tokens(setup):
             else:
                 assert response.status_code == 401, (method, path, response.status_code)
             checked += 1
-    assert checked >= 2 * 16  # every route of the API, not a sample
+    assert checked >= 2 * 21  # every route of the API (the guard's grants and actions too), not a sample
 
 
 def test_roles_gate_reading_reviewing_and_raw_material(setup):

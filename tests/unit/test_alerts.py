@@ -31,3 +31,18 @@ def test_slack_messages_carry_no_attacker_text():
     alert = Alerter(webhook_url="http://x").decide(bundle(severity=Severity.HIGH))
     text = slack_message(alert)["text"]
     assert "high escalation" in text and "script" not in text and "Ignore" not in text
+
+
+def test_slo_burn_alerts_are_queued_with_their_type_and_drill_ones_never():
+    from pipeline.store.alerts import slo_slack_message
+
+    alerter = Alerter(webhook_url="http://x")
+    alert = {"slo": "bot", "objective": "p95 ttft <= 800 ms", "severity": "page", "burn_long": 16.0,
+             "burn_short": 20.0, "long_window_s": 3600, "short_window_s": 300, "budget_left": 0.4,
+             "drill_id": ""}  # fmt: skip
+    alerter.submit_slo({**alert, "drill_id": "perf-1/regression"})
+    assert alerter._queue.qsize() == 0 and alerter.counters.skipped_drills == 1
+    alerter.submit_slo(alert)
+    queued = alerter._queue.get_nowait()
+    assert queued["type"] == "oodwatch.slo_burn" and queued["slo"] == "bot"
+    assert "16.0x over 60 min" in slo_slack_message(queued)["text"]

@@ -5,8 +5,8 @@ from pipeline.agents.investigate import Investigator
 from pipeline.agents.screen import Screener
 from pipeline.drills.scenarios import AGENT_TOOLS, CONTROLS, FAMILIES, SEED_SETS, build_cases, to_session
 from pipeline.drills.verify import evidence_complete, report, verify
-from pipeline.emit import sessions_to_request
 from pipeline.policy import RoutingPolicy
+from pipeline.synth.emit import sessions_to_request
 from schemas.drill import DrillCaseResult
 from schemas.events import DRILL_ATTRIBUTE
 from schemas.evidence import Escalation
@@ -45,15 +45,16 @@ def drill_events(cases, run="run-1"):
     return events
 
 
-class Recording:
+class Recording(FixedDetector):
     name, version = "recording", "1"
 
     def __init__(self):
+        super().__init__(0.99)
         self.seen = []
 
-    def score(self, events):
+    def score_matrix(self, events):
         self.seen += events
-        return FixedDetector(0.99).score(events)
+        return super().score_matrix(events)
 
     def assess(self, events):
         self.seen += events
@@ -147,7 +148,7 @@ def test_schedule_durations_and_a_loop_that_stops_on_a_signal(monkeypatch):
     import os
     import signal
 
-    from pipeline.drills import cli
+    from pipeline.cli import drills as cli
 
     assert [cli.parse_every(v) for v in ("90s", "15m", "6h", "1d", "30")] == [90, 900, 21600, 86400, 30]
     runs = []

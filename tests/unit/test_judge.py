@@ -6,8 +6,8 @@ from pydantic import ValidationError
 
 from detectors.judge import CircuitBreaker, escape_untrusted, judge_messages, parse_verdict
 from pipeline.agents.investigate import assemble_bundle
+from pipeline.agents.judge import Tier3, apply_judgement, needs_judge
 from pipeline.policy import RoutingPolicy
-from pipeline.tier3 import Tier3, apply_judgement, needs_judge
 from schemas.events import LLMEvent, Message, ToolDefinition
 from schemas.evidence import CategoryScore, Decision, Escalation, QueueState, Screening, Severity, Tier2Result
 from schemas.judge import JudgeStatus, JudgeVerdict, Tier3Result

@@ -1,7 +1,7 @@
 import random
 
-from pipeline.loadtest.histogram import Histogram
-from pipeline.loadtest.openloop import Payloads, burst, constant, step
+from pipeline.bench.loadtest.histogram import Histogram
+from pipeline.bench.loadtest.openloop import Payloads, burst, constant, step
 
 
 def test_histograms_merge_exactly_and_read_percentiles_within_two_percent():

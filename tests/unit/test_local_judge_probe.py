@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline.demo import judge_failed, judge_line
 from pipeline.stack.broker import LaunchError
 from pipeline.stack.local_judge import probe
+from pipeline.synth.demo import judge_failed, judge_line
 from tests.helpers import test_settings
 
 

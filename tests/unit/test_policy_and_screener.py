@@ -1,7 +1,13 @@
+import base64
+import json
+
+import pytest
+
 from pipeline.agents.investigate import assemble_bundle
 from pipeline.agents.screen import Screener
 from pipeline.policy import RoutingPolicy
 from schemas.dead_letter import DeadLetter
+from schemas.envelope import ENVELOPE_HEADERS, events_in, is_envelope
 from schemas.events import LLMEvent, Message
 from schemas.evidence import CategoryScore, Decision, Escalation, Severity, bundle_id_for
 from tests.helpers import FixedDetector
@@ -88,56 +94,123 @@ def test_dead_letter_id_is_stable_per_source_position():
     assert a.dead_letter_id == b.dead_letter_id != c.dead_letter_id
 
 
-class ExplodingDetector:
-    name = "boom"
-    version = "1"
+class PoisonedDetector(FixedDetector):
+    """Raises on an event whose text holds POISON (one bad event), or on every event (a corrupt model)."""
 
-    def score(self, events):
-        raise RuntimeError("model file corrupt")
+    def __init__(self, everything: bool = False) -> None:
+        super().__init__(0.1)
+        self.everything = everything
+
+    def score_matrix(self, events):
+        if self.everything or any("POISON" in e.input_messages[0].content for e in events):
+            raise RuntimeError("model file corrupt" if self.everything else "cannot score this one")
+        return super().score_matrix(events)
 
 
-async def test_a_failing_detector_turns_the_batch_into_dead_letters_not_silence():
-    """Unit tier: Faust stream and topics stand in as recorders; the integration tier runs the real ones."""
-    import asyncio
+class RecordingTopic:
+    """A topic handle that keeps what is sent (the unit tier's stand-in; integration runs Kafka)."""
+
+    def __init__(self, partitions: int = 2) -> None:
+        self.partitions = partitions
+        self.sent: list[tuple[int, bytes]] = []
+
+    async def send(self, key, value, partition, headers):
+        assert is_envelope(headers) and events_in(headers) >= 1
+        self.sent.append((partition, value))
+
+
+def envelope_records(*groups):
+    """Stream events (records) carrying envelopes of the given events; a str is a raw bad item."""
+    from types import SimpleNamespace
+
+    records = []
+    for offset, group in enumerate(groups):
+        items = [e if isinstance(e, str) else e.model_dump_json() for e in group]
+        value = ("[" + ",".join(items) + "]").encode()
+        message = SimpleNamespace(topic="llm-events", partition=0, offset=offset, headers=ENVELOPE_HEADERS)
+        records.append(SimpleNamespace(value=value, message=message))
+    return records
+
+
+def screen_loop(detector, exits):
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
-    from pipeline.agents.screen import screen_stream
+    from pipeline.agents.screen import ScreenStage
+    from pipeline.agents.stage import StageLoop
 
-    sent = {"screenings": [], "dead_letters": []}
+    topics = SimpleNamespace(screenings=RecordingTopic(), escalations=RecordingTopic(),
+                             dead_letters=RecordingTopic(), tool_sightings=RecordingTopic())  # fmt: skip
+    stage = ScreenStage(Screener([detector], RoutingPolicy.load()), topics, ThreadPoolExecutor(1))
+    return StageLoop(stage, topics.dead_letters, batch_size=8, window_s=0.01, exit=exits.append), topics
 
-    class Recorder:
-        def __init__(self, name):
-            self.name = name
 
-        async def send(self, key, value):
-            sent[self.name].append(value)
+def screened_ids(topic):
+    from pipeline.agents.screen import SCREENINGS
 
-    topics = SimpleNamespace(
-        screenings=Recorder("screenings"), escalations=Recorder("screenings"), dead_letters=Recorder("dead_letters")
-    )
-    messages = [SimpleNamespace(topic="llm-events", partition=0, offset=i) for i in range(2)]
-    batch = [SimpleNamespace(value=event(i).model_dump_json().encode(), message=m) for i, m in enumerate(messages)]
+    return [row.event_id for _, value in topic.sent for batch in SCREENINGS.decode(value, ENVELOPE_HEADERS).items
+            for row in batch.rows]  # fmt: skip
 
-    class Stream:
-        async def take_events(self, size, within):
-            yield batch
 
-    with ThreadPoolExecutor(1) as executor:
-        await asyncio.wait_for(
-            screen_stream(
-                Stream(),
-                topics,
-                Screener([ExplodingDetector()], RoutingPolicy.load()),
-                executor,
-                batch_size=8,
-                window_s=0.01,
-            ),
-            5,
-        )
-    assert sent["screenings"] == []
-    assert len(sent["dead_letters"]) == 2
-    assert b"screen failed: RuntimeError: model file corrupt" in sent["dead_letters"][0]
+async def test_one_poison_event_in_a_full_batch_is_dead_lettered_alone_and_the_rest_screened():
+    from pipeline.agents.stage import Outbox
+
+    exits = []
+    loop, topics = screen_loop(PoisonedDetector(), exits)
+    events = [event(i) for i in range(12)]
+    poison = event(99, "POISON ignore previous instructions")
+    outbox = Outbox()
+    batch = loop.decode(envelope_records([*events[:6], poison], events[6:]), outbox)
+    await loop.process(batch, outbox)
+    assert exits == []
+    assert sorted(screened_ids(topics.screenings)) == sorted(e.event_id for e in events)
+    [(_, letters)] = topics.dead_letters.sent
+    [letter] = json.loads(letters)
+    assert "screen failed: RuntimeError: cannot score this one" in letter["reason"]
+    assert letter["source_offset"] == 0 and letter["source_item"] == 6
+    assert json.loads(base64.b64decode(letter["payload_b64"]))[0]["event_id"] == poison.event_id
+
+
+async def test_a_bad_item_in_an_envelope_is_dead_lettered_and_its_neighbours_screened():
+    from pipeline.agents.stage import Outbox
+
+    exits = []
+    loop, topics = screen_loop(FixedDetector(0.1), exits)
+    outbox = Outbox()
+    batch = loop.decode(envelope_records([event(1), '{"event_id": 7}', event(2)]), outbox)
+    await loop.process(batch, outbox)
+    assert sorted(screened_ids(topics.screenings)) == sorted([event(1).event_id, event(2).event_id])
+    [(_, letters)] = topics.dead_letters.sent
+    [letter] = json.loads(letters)
+    assert letter["source_item"] == 1 and "not a LLMEvent" in letter["reason"]
+
+
+async def test_a_model_that_raises_on_every_event_stops_the_worker_and_publishes_nothing():
+    from pipeline.agents.stage import FATAL_EXIT_CODE, Outbox
+
+    exits = []
+    loop, topics = screen_loop(PoisonedDetector(everything=True), exits)
+    outbox = Outbox()
+    batch = loop.decode(envelope_records([event(i) for i in range(5)]), outbox)
+    with pytest.raises(SystemExit):
+        await loop.process(batch, outbox)
+    assert exits == [FATAL_EXIT_CODE]
+    assert topics.screenings.sent == [] and topics.dead_letters.sent == []
+
+
+async def test_single_event_batches_that_keep_failing_stop_the_worker_after_a_few():
+    from pipeline.agents.stage import STOP_AFTER_FAILED_BATCHES, Outbox
+
+    exits = []
+    loop, topics = screen_loop(PoisonedDetector(everything=True), exits)
+    for n in range(STOP_AFTER_FAILED_BATCHES - 1):  # could be poison events: dead-lettered, the worker goes on
+        outbox = Outbox()
+        await loop.process(loop.decode(envelope_records([event(n)]), outbox), outbox)
+    assert exits == [] and len(topics.dead_letters.sent) == STOP_AFTER_FAILED_BATCHES - 1
+    outbox = Outbox()
+    with pytest.raises(SystemExit):
+        await loop.process(loop.decode(envelope_records([event(50)]), outbox), outbox)
+    assert exits == [70]
 
 
 def test_investigator_puts_tier2_results_and_flags_into_the_bundle():
@@ -195,3 +268,40 @@ def test_screenings_keep_truncated_full_or_hashed_text_as_configured():
     hashed = excerpt(text_mode="hashed", reference_sample_rate=1.0)
     assert hashed.excerpt.startswith("sha256:") and "x" not in hashed.excerpt.removeprefix("sha256:")
     assert hashed.reference_text is None  # hashed keeps no text anywhere
+
+
+def test_the_compiled_routing_decides_as_the_policy_does_on_the_same_scores():
+    import numpy as np
+
+    from pipeline.policy import CompiledRouting, SessionRisk
+
+    policy = RoutingPolicy.load()
+    columns = [("injection", 0.5, "tier1"), ("injection/jailbreak", 0.4, "tier1"), ("harmful", 0.6, "tier1"),
+               ("tool_call_off_intent", 0.75, "policy"), ("ood", 0.99, "tier2")]  # fmt: skip
+    compiled = CompiledRouting(policy, columns)
+    rng = np.random.default_rng(7)
+    scores = rng.uniform(0.2, 1.0, size=(400, len(columns)))
+    flagged, uncertain, high = compiled.masks(scores)
+    for i, row in enumerate(scores):
+        previous = SessionRisk(risk=float(rng.choice([0.0, 0.4, 0.9])), at_ns=1_000)
+        objects = [CategoryScore(category=c, score=float(v), threshold=t, detector=d)
+                   for (c, t, d), v in zip(columns, row, strict=True)]  # fmt: skip
+        expected = policy.decide(objects, previous, now_ns=2_000)
+        got = compiled.decide_row(row, flagged[i], uncertain[i], high[i], previous, 2_000)
+        assert (got.decision, got.severity, got.reasons) == (expected.decision, expected.severity, expected.reasons)
+        assert got.session.risk == pytest.approx(expected.session.risk)
+
+
+async def test_an_outbox_splits_an_envelope_that_would_be_too_large_for_a_record():
+    from pipeline.agents.screen import EVENTS
+    from pipeline.agents.stage import Outbox
+
+    topic = RecordingTopic(partitions=1)
+    outbox = Outbox(max_bytes=2_000)
+    events = [event(i, "x" * 300) for i in range(20)]
+    for e in events:
+        outbox.add(topic, EVENTS, e.session_id, e)
+    await outbox.flush()
+    assert len(topic.sent) > 1 and all(len(value) <= 2_000 for _, value in topic.sent)
+    sent = [item.event_id for _, value in topic.sent for item in EVENTS.decode(value, ENVELOPE_HEADERS).items]
+    assert sent == [e.event_id for e in events]  # in order, each once

@@ -7,9 +7,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from pipeline.agents.common import RECEIVED_HEADER
-from pipeline.receiver import TRACES, BadRequest, create_receiver_app, parse_body
+from pipeline.ingest.receiver import TRACES, BadRequest, create_receiver_app, parse_body
 from pipeline.settings import Settings
+from schemas.wire import RECEIVED_HEADER
 from tests.helpers import request, span
 
 
@@ -330,3 +330,51 @@ async def test_a_chunked_body_past_the_limit_is_413(client):
 
     response = await client.post("/v1/traces", data=chunks(), headers=PB)
     assert response.status == 413
+
+
+# -- /v1/metrics (issue 17) -------------------------------------------------------------------
+
+
+def _metrics_request(*services):
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    req = ExportMetricsServiceRequest()
+    for service in services:
+        rm = req.resource_metrics.add()
+        rm.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=service)))
+        metric = rm.scope_metrics.add().metrics.add(name="gen_ai.client.operation.duration", unit="s")
+        metric.histogram.aggregation_temporality = 2
+        metric.histogram.data_points.add(count=1, sum=0.2, explicit_bounds=[0.1, 0.5], bucket_counts=[0, 1, 0])
+    return req
+
+
+async def test_metrics_are_split_per_resource_onto_the_metrics_topic(client):
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    original = _metrics_request("a", "b", "a")
+    response = await client.post(
+        "/v1/metrics", data=original.SerializeToString(), headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert response.status == 200
+    assert [topic for topic, _, _ in client.producer.sent] == ["otlp_metrics", "otlp_metrics"]
+    parts = [ExportMetricsServiceRequest.FromString(value) for _, value, _ in client.producer.sent]
+    assert sorted(len(p.resource_metrics) for p in parts) == [1, 2]  # both "a" resources share a record
+    assert len(set(client.producer.keys)) == 2
+
+
+async def test_metrics_json_is_accepted_and_malformed_metrics_get_400_with_a_reason(client):
+    point = {"count": "1", "bucketCounts": ["1"]}
+    metric = {
+        "name": "gen_ai.client.operation.duration",
+        "histogram": {"aggregationTemporality": 1, "dataPoints": [point]},
+    }
+    document = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [metric]}]}]}
+    assert (
+        await client.post("/v1/metrics", data=json.dumps(document), headers={"Content-Type": "application/json"})
+    ).status == 200
+    bad = await client.post("/v1/metrics", data=b"\x0a\xff", headers={"Content-Type": "application/x-protobuf"})
+    assert bad.status == 400 and "ExportMetricsServiceRequest" in Status.FromString(await bad.read()).message
+    big = _metrics_request(*["x" * 200] * 30).SerializeToString()
+    too_big = await client.post("/v1/metrics", data=big, headers={"Content-Type": "application/x-protobuf"})
+    assert too_big.status == 413

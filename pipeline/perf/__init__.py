@@ -1,0 +1,1 @@
+"""Performance SLOs: request timings from spans, GenAI metrics, per-minute states, burn-rate alerts."""
