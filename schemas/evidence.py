@@ -75,7 +75,31 @@ class CategoryScore(BaseModel):
         return self.score >= self.threshold
 
 
-class Screening(BaseModel):
+class OutputProfile(BaseModel):
+    """What version drift reads of an event (issue 18): all optional, so older records decode, and
+    empty where the worker does not profile outputs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str | None = None
+    #: The model that answered (a snapshot or fine-tune id); None: as `model`.
+    response_model: str | None = None
+    #: Deployment label (`service.version=...;deployment.environment=...`), "" when none.
+    deployment: str = ""
+    #: Characters of model output (None: unknown, e.g. a record from before these fields).
+    output_chars: int | None = None
+    #: The cheap refusal detector's verdict on the output (None: no output text or unknown).
+    refused: bool | None = None
+    #: Scopes of the tool calls the model made (read, write, network, payment, code_execution).
+    tool_scopes: tuple[str, ...] = ()
+    #: On a sample of events: the start of the output, for behaviour drift (embedded by the store).
+    output_sample: str | None = None
+
+
+PROFILE_FIELDS = frozenset(OutputProfile.model_fields)
+
+
+class Screening(OutputProfile):
     """Tier-1 result for one event. Emitted for every event, so it stays small."""
 
     model_config = ConfigDict(frozen=True)
@@ -104,20 +128,6 @@ class Screening(BaseModel):
     #: The relaxation grant (ids comma-joined if several) that changed the guard's decision on
     #: this event; None for every decision no grant touched (and for records from before grants).
     grant_id: str | None = None
-    # -- what version drift needs (issue 18); all optional, so older records still decode ----
-    provider: str | None = None
-    #: The model that answered (a snapshot or fine-tune id); None: as `model`.
-    response_model: str | None = None
-    #: Deployment label (`service.version=...;deployment.environment=...`), "" when none.
-    deployment: str = ""
-    #: Characters of model output (None: unknown, e.g. a record from before these fields).
-    output_chars: int | None = None
-    #: The cheap refusal detector's verdict on the output (None: no output text or unknown).
-    refused: bool | None = None
-    #: Scopes of the tool calls the model made (read, write, network, payment, code_execution).
-    tool_scopes: tuple[str, ...] = ()
-    #: On a sample of events: the start of the output, for behaviour drift (embedded by the store).
-    output_sample: str | None = None
 
     @property
     def max_score(self) -> float:
@@ -134,7 +144,7 @@ def version_label(service: str, model: str | None, deployment: str = "") -> str:
     return " · ".join(part for part in (service, model or "unknown-model", deployment) if part)
 
 
-class ScreeningRow(BaseModel):
+class ScreeningRow(OutputProfile):
     """One event's screening inside a ScreeningBatch: its scores are a vector over the batch's
     categories."""
 
@@ -157,14 +167,6 @@ class ScreeningRow(BaseModel):
     received_ns: int
     normalized_ns: int
     screened_ns: int
-    # What version drift reads (see Screening); empty when the worker does not profile outputs.
-    provider: str | None = None
-    response_model: str | None = None
-    deployment: str = ""
-    output_chars: int | None = None
-    refused: bool | None = None
-    tool_scopes: tuple[str, ...] = ()
-    output_sample: str | None = None
 
 
 class ScreeningBatch(BaseModel):
@@ -194,9 +196,8 @@ class ScreeningBatch(BaseModel):
                 decision=row.decision, severity=row.severity, reasons=row.reasons,
                 policy_version=self.policy_version, detector_versions=self.detector_versions, drill_id=row.drill_id,
                 excerpt=row.excerpt, reference_text=row.reference_text, received_ns=row.received_ns,
-                normalized_ns=row.normalized_ns, screened_ns=row.screened_ns, provider=row.provider,
-                response_model=row.response_model, deployment=row.deployment, output_chars=row.output_chars,
-                refused=row.refused, tool_scopes=row.tool_scopes, output_sample=row.output_sample,
+                normalized_ns=row.normalized_ns, screened_ns=row.screened_ns,
+                **{name: getattr(row, name) for name in PROFILE_FIELDS},
             )
             for row in self.rows
         ]  # fmt: skip

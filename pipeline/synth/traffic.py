@@ -434,15 +434,3 @@ class TrafficGenerator:
             "gen_ai.usage.completion_tokens": self.rng.randint(10, 300),
         }
         return Session(session_id, service, "legacy-chat", attack, [SpanSpec("openai.chat", attrs)])
-
-
-def benign_reference_texts() -> list[str]:
-    """What tier 2 reads of each benign event shape the generators make (`screening_text`):
-    part of its in-distribution reference, so the demo's own benign traffic is not novel."""
-    descriptions = "\n".join(str(t["description"]) for t in TOOLS)
-    result = json.dumps({"status": "in transit", "eta": "2 days"})
-    texts = [*BENIGN_QUESTIONS, result]
-    texts += [f"{q}\n{descriptions}" for q in BENIGN_QUESTIONS]
-    texts += [f"{q}\n{result}\n{descriptions}" for q in BENIGN_QUESTIONS]
-    texts += [f"{a}\n{b}" for i, a in enumerate(RAG_DOCUMENTS) for b in RAG_DOCUMENTS[i + 1 :]]
-    return texts
