@@ -139,6 +139,7 @@ def create_app(
         value_serializer="raw",
         key_serializer="raw",
         producer_linger=settings.faust_producer_linger_s,
+        producer_compression_type=settings.faust_producer_compression,
         # An envelope holds up to ~1 MB of events, or one event as large as the receiver admits.
         producer_max_request_size=settings.max_request_bytes + 4096,
         producer_max_batch_size=settings.worker_producer_max_batch_bytes,

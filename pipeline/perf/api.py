@@ -1,5 +1,5 @@
 """The performance routes of the triage API: `/api/perf/*` (viewer), the `/ui/perf` page, and
-the perf figures in Prometheus form at `/metrics`.
+and the perf figures on the process's Prometheus registry (served at the store's `/metrics`).
 
 No `from __future__ import annotations`: FastAPI reads the dependency aliases passed in.
 """
@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from pipeline.observability.metrics import registry
 from pipeline.perf.report import build_report, parse_since
 from pipeline.perf.service import PerfService
 
@@ -25,10 +25,18 @@ def _since(text: str) -> int:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
+_registered: dict[int, "PerfCollector"] = {}
+
+
 def add_perf_routes(app: FastAPI, service: PerfService, viewer: Any, page: Callable[[Request, str], Response]) -> None:
     perf = service.perf
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(PerfCollector(service))
+    # On the process registry, so the store's one `/metrics` serves these beside its own counters;
+    # an app built again in the same process (tests) replaces the collector rather than doubling it.
+    target = registry()
+    if (previous := _registered.pop(id(target), None)) is not None:
+        target.unregister(previous)
+    _registered[id(target)] = collector = PerfCollector(service)
+    target.register(collector)
 
     @app.get("/api/perf/report")
     async def perf_report(
@@ -81,12 +89,6 @@ def add_perf_routes(app: FastAPI, service: PerfService, viewer: Any, page: Calla
     @app.get("/ui/perf", include_in_schema=False)
     async def ui_perf(request: Request) -> Response:
         return page(request, "perf.html")
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        """Unauthenticated like the health checks: aggregate figures, no content or ids."""
-        body = await asyncio.to_thread(generate_latest, registry)
-        return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class PerfCollector(Collector):

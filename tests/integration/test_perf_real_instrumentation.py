@@ -112,6 +112,14 @@ def test_openllmetry_stream_timings_metrics_and_server_pairs(processes: Settings
     ttft = metrics[("ttft", "client", "")]  # named gen_ai.server.*, measured in the client: its scope says so
     assert ttft["count"] == REQUESTS and ttft["coarse"] is True
 
+    # The same figures on the store's one /metrics, beside its own counters, for Prometheus.
+    line = f'oodwatch_perf_requests_5m{{model="stub-model",service="perf-openllmetry",side="client"}} {REQUESTS}.0'
+    deadline = time.monotonic() + 45  # the SLO evaluation that fills them runs every perf_eval_interval_s
+    while line not in (scraped := httpx.get(f"{processes.api_url}/metrics", timeout=10).text):
+        assert time.monotonic() < deadline, scraped[-2000:]
+        time.sleep(1.0)
+    assert "oodwatch_store_rows" in scraped
+
 
 @pytest.mark.slow
 def test_opentelemetry_openai_v2_e2e_and_duration_metric(processes: Settings, tmp_path: Path) -> None:  # noqa: F811

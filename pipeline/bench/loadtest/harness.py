@@ -158,7 +158,9 @@ def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
         prefix = f"bench-{workers}w-{run}"
         topic_env = {f"OODWATCH_TOPIC_{k.upper()}": f"{prefix}-{v}" for k, v in Topics().model_dump().items()}
         # Tier 1 alone (normalize + screen): the escalation path scales in processes of its own.
-        worker_env = {**env, **topic_env, "OODWATCH_APP_ID": prefix, "OODWATCH_WORKER_AGENTS": "normalize,screen"}
+        # No /metrics server: the stack's own workers hold those ports while the drains run.
+        worker_env = {**env, **topic_env, "OODWATCH_APP_ID": prefix, "OODWATCH_WORKER_AGENTS": "normalize,screen",
+                      "OODWATCH_WORKER_METRICS_PORT": "0"}  # fmt: skip
         source, sink = topic_env["OODWATCH_TOPIC_LLM_EVENTS"], topic_env["OODWATCH_TOPIC_SCREENINGS"]
         topics = Topics(**{k: f"{prefix}-{v}" for k, v in Topics().model_dump().items()})
         ensure_topics(settings.model_copy(update={"topics": topics}))
@@ -169,17 +171,17 @@ def baselines(settings: Settings, n: int, progress: Progress) -> dict[str, Any]:
     return results
 
 
-def stack_cpu_s(stack: Stack) -> float:
-    """User + system CPU seconds so far of every process of the stack (from /proc)."""
+def stack_cpu_s(stack: Stack) -> dict[str, float]:
+    """User + system CPU seconds so far of each process of the stack, by name (from /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    seconds: dict[str, float] = {}
     for child in stack.children:
         try:
             fields = Path(f"/proc/{child.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
+        seconds[child.name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (stat fields 14, 15)
+    return seconds
 
 
 def _noop_sink(port: int) -> subprocess.Popen[bytes]:
@@ -226,7 +228,7 @@ def load_step(settings: Settings, client: TriageClient, payloads: Payloads, rate
               generators: int, progress: Progress, *, target: str = "receiver", profile: Profile | None = None,
               label: str = "constant", stack: Stack | None = None) -> dict[str, Any]:  # fmt: skip
     since = time.time_ns()
-    cpu_before = stack_cpu_s(stack) if stack is not None else 0.0
+    cpu_before = stack_cpu_s(stack) if stack is not None else {}
     progress(f"open loop ({label}): {rate:.0f} events/s for {duration_s:.0f}s into the {target}")
     result: GenResult = run_open_loop(target_url(settings, target), payloads, profile or constant(rate),
                                       duration_s=duration_s, processes=generators)  # fmt: skip
@@ -237,7 +239,9 @@ def load_step(settings: Settings, client: TriageClient, payloads: Payloads, rate
         time.sleep(0.5)
         stats = client.stats(since)
     drained_in = time.monotonic() - (deadline - 60)
-    cpu_s = stack_cpu_s(stack) - cpu_before if stack is not None else None
+    cpu_after = stack_cpu_s(stack) if stack is not None else {}
+    cpu_by_process = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after}
+    cpu_s = sum(cpu_by_process.values()) if stack is not None else None
     return {
         "profile": label,
         "target": target,
@@ -253,6 +257,7 @@ def load_step(settings: Settings, client: TriageClient, payloads: Payloads, rate
         "cpu_s_per_million_events": round(cpu_s / stats["screenings"] * 1e6, 1)
         if cpu_s is not None and stats["screenings"]
         else None,
+        "cpu_s_by_process": cpu_by_process,
         # Sustained: everything sent was screened within 2 s of the end of sending.
         "sustained": stats["screenings"] >= sent_events and result.errors + result.timeouts == 0 and drained_in <= 2.0,
     }
