@@ -209,9 +209,9 @@ class Settings(BaseSettings):
     faust_session_timeout_s: float = Field(default=6.0, gt=0)
     faust_heartbeat_interval_s: float = Field(default=2.0, gt=0)
     faust_producer_linger_s: float = Field(default=0.005, ge=0)
-    #: Compression of what the workers produce (envelopes). None: measured fastest on loopback
-    #: with two cores (docs/performance.md); lz4 pays off where the network, not CPU, is short.
-    faust_producer_compression: Literal["lz4", "gzip"] | None = None
+    #: Compression of what the workers produce (envelopes). Off: lz4 measured no faster than none
+    #: on one host (docs/performance.md) and needs cramjam, which is not installed; gzip costs CPU.
+    faust_producer_compression: Literal["gzip"] | None = None
     #: How long the receiver's producer waits to fill a batch before sending.
     receiver_linger_ms: int = Field(default=2, ge=0)
     #: Bytes per producer batch in the workers (Faust). 1 sends each record alone, which works
