@@ -218,6 +218,7 @@ class StageLoop(Generic[In]):
             for bad in decoded.bad:
                 self._dead_letter(outbox, message, bad.reason, bad.payload, bad.index, now, "invalid_record")
         self.counters.items += len(batch.items)
+        self.metrics.items_in(len(batch.items))
         return batch
 
     async def process(self, batch: Batch[In], outbox: Outbox) -> None:

@@ -89,7 +89,7 @@ def load(store: Store, screenings: int, bundles: int, seed: int = 1) -> list[str
             ["2026-11-23.2"] * n, [{"tier1-classifier": "bench"}] * n, [""] * n,
             ["How do I reset my password if I no longer have access to my email? " * 2] * n,
             received, [r + 50_000_000 for r in received], [r + 120_000_000 for r in received],
-            [r + 300_000_000 for r in received], [""] * n,
+            [r + 300_000_000 for r in received], [""] * n, [""] * n,
         ]  # fmt: skip
         store.insert_columns("screenings", columns, SCREENING_COLUMNS)
     template = _template_bundle()
@@ -110,7 +110,7 @@ def load(store: Store, screenings: int, bundles: int, seed: int = 1) -> list[str
             created, created, [1] * n, rng.choices(TENANTS, k=n), [f"group-{rng.randrange(1000)}" for _ in range(n)],
             [("ana" if rng.random() < 0.1 else "") for _ in range(n)],
             [("false_positive" if r else "") for r in resolved], [("ana" if r else "") for r in resolved],
-            [(c + 3_600 * 10**9 if r else 0) for c, r in zip(created, resolved, strict=True)], [""] * n,
+            [(c + 3_600 * 10**9 if r else 0) for c, r in zip(created, resolved, strict=True)], [""] * n, [""] * n,
         ]  # fmt: skip
         store.insert_columns("evidence_bundles", columns, BUNDLE_COLUMNS)
     return ids

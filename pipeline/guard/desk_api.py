@@ -19,12 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.guard.ledger import GuardLedger
 from pipeline.kafka_security import aiokafka_options
 from pipeline.settings import Settings
+from pipeline.store.api import error_responses
 from pipeline.store.desk import DeskError
 from schemas.guard import ActionKind, GrantRequest, SessionAction
 
 log = logging.getLogger(__name__)
 
 RECORDER_GROUP = "oodwatch-actions-recorder"
+
+#: Every status each operation answers besides its success (the API document lists them all).
+LIST = error_responses(401, 403, 422)
+GRANT = error_responses(400, 401, 403, 422)
+REVOKE = error_responses(400, 401, 403, 404, 409, 422)
+LIFT = error_responses(400, 401, 403, 404, 409, 422, 503)
 PUBLISH_TIMEOUT_S = 10.0
 
 
@@ -93,7 +100,7 @@ class GuardDesk:
         router = APIRouter()
         ledger = self.ledger
 
-        @router.get("/api/grants")
+        @router.get("/api/grants", responses=LIST)
         async def grants(
             _: viewer, active: bool = False, tenant: Annotated[str | None, Query(max_length=256)] = None,
             limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
@@ -104,19 +111,19 @@ class GuardDesk:
             )
             return result
 
-        @router.post("/api/grants", status_code=201)
+        @router.post("/api/grants", status_code=201, responses=GRANT)
         async def create_grant(who: admin, body: GrantRequest) -> dict[str, Any]:
             grant = await self._call(ledger.create_grant, body, who.name, who.role)
             log.info("relaxation grant", extra={"grant": grant.grant_id, "tenant": grant.tenant, "by": who.name})
             return {"grant": grant.model_dump(mode="json"), "state": "active"}
 
-        @router.post("/api/grants/{grant_id}/revoke")
+        @router.post("/api/grants/{grant_id}/revoke", responses=REVOKE)
         async def revoke_grant(who: admin, grant_id: str, body: Revocation) -> dict[str, Any]:
             grant = await self._call(ledger.revoke_grant, grant_id, who.name, who.role, body.reason)
             log.info("grant revoked", extra={"grant": grant_id, "by": who.name})
             return {"grant": grant.model_dump(mode="json"), "state": "revoked"}
 
-        @router.get("/api/actions")
+        @router.get("/api/actions", responses=LIST)
         async def actions(
             _: viewer, active: bool = True, session_id: Annotated[str | None, Query(max_length=256)] = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -127,7 +134,7 @@ class GuardDesk:
             )
             return result
 
-        @router.post("/api/actions/{record_id}/lift")
+        @router.post("/api/actions/{record_id}/lift", responses=LIFT)
         async def lift(who: reviewer, record_id: str, body: Lift) -> dict[str, Any]:
             record = await self._call(ledger.lift_record, record_id, who.name, body.note)
             try:

@@ -40,12 +40,12 @@ class GuardLedger:
     # -- grants ---------------------------------------------------------------------
 
     def create_grant(self, request: GrantRequest, actor: str, role: str, now_ns: int | None = None) -> Grant:
-        """Checked against the policy first: a refusal (422) names every reason."""
+        """Checked against the policy first: a refusal (403, the policy forbids it) names every reason."""
         now = time.time_ns() if now_ns is None else now_ns
         try:
             grant = check_grant(self.policy, request, actor, now)
         except GrantRefused as exc:
-            raise DeskError(422, f"grant refused: {exc}") from None
+            raise DeskError(403, f"grant refused: {exc}") from None
         row = [
             uuid.uuid4().hex, grant.grant_id, "grant", grant.tenant, list(grant.categories), list(grant.services),
             list(grant.users), grant.reason, actor, role, grant.expires_ns, now, grant.model_dump_json(),

@@ -30,8 +30,12 @@ class Instruments:
         self.records_in = Counter(
             "oodwatch_stage_records_in", "Records a stage took from its input topic.", ["stage"], registry=r
         )
+        self.items_in = Counter(
+            "oodwatch_stage_items_in", "Items (events, screenings, escalations) unpacked from a stage's input records.",
+            ["stage"], registry=r,
+        )  # fmt: skip
         self.events_out = Counter(
-            "oodwatch_stage_events_out", "Records a stage emitted, by output topic.", ["stage", "topic"], registry=r
+            "oodwatch_stage_events_out", "Items a stage emitted, by output topic.", ["stage", "topic"], registry=r
         )
         self.dead_letters = Counter(
             "oodwatch_dead_letters", "Records set aside as dead letters, by stage and reason.", ["stage", "reason"],
@@ -78,8 +82,9 @@ class Instruments:
             "oodwatch_receiver_items", "Spans or log records accepted, by signal.", ["signal"], registry=r
         )
         self.sink_records = Counter(
-            "oodwatch_sink_records", "Records the sink took from Kafka, by topic.", ["topic"], registry=r
-        )
+            "oodwatch_sink_records", "Kafka records the sink took, by topic (an envelope holds many items).",
+            ["topic"], registry=r,
+        )  # fmt: skip
         self.store_rows = Counter(
             "oodwatch_store_rows", "Rows inserted into the store (replays skipped), by table.", ["table"], registry=r
         )
@@ -163,6 +168,7 @@ class StageMetrics:
         self.stage = stage
         self._m = metrics()
         self._in = self._m.records_in.labels(stage=stage)
+        self._items_in = self._m.items_in.labels(stage=stage)
         self._batch_size = self._m.batch_size.labels(stage=stage)
         self._batch_seconds = self._m.batch_seconds.labels(stage=stage)
         self._out: dict[str, Any] = {}
@@ -170,6 +176,10 @@ class StageMetrics:
 
     def records_in(self, n: int = 1) -> None:
         self._in.inc(n)
+
+    def items_in(self, n: int) -> None:
+        """An envelope record holds many items: records and items in tell them apart."""
+        self._items_in.inc(n)
 
     def events_out(self, topic: str, n: int = 1) -> None:
         child = self._out.get(topic)

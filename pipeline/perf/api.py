@@ -14,13 +14,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pipeline.observability.metrics import registry
-from pipeline.perf.report import build_report, parse_since
+from pipeline.perf.report import SINCE_PATTERN, build_report, parse_since
 from pipeline.perf.service import PerfService
+from pipeline.store.api import error_responses
+
+READ_Q = error_responses(401, 403, 422)
+#: The window back from now; outside 1 minute to 400 days, the nearest bound.
+Since = Annotated[str, Query(pattern=SINCE_PATTERN, max_length=32)]
 
 
 def _since(text: str) -> int:
     try:
-        return parse_since(text)
+        return parse_since(text, clamp=True)
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
@@ -38,9 +43,9 @@ def add_perf_routes(app: FastAPI, service: PerfService, viewer: Any, page: Calla
     _registered[id(target)] = collector = PerfCollector(service)
     target.register(collector)
 
-    @app.get("/api/perf/report")
+    @app.get("/api/perf/report", responses=READ_Q)
     async def perf_report(
-        _: viewer, since: str = "1h", service_name: Annotated[str | None, Query(alias="service")] = None,
+        _: viewer, since: Since = "1h", service_name: Annotated[str | None, Query(alias="service")] = None,
         model: str | None = None, drills: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
         """Per model and side: p50/p95/p99 latency, TTFT, TPOT, errors; metrics; client vs server; SLOs."""
@@ -49,9 +54,9 @@ def add_perf_routes(app: FastAPI, service: PerfService, viewer: Any, page: Calla
             build_report, perf, service, since_s=seconds, service=service_name, model=model, drills=drills
         )
 
-    @app.get("/api/perf/series")
+    @app.get("/api/perf/series", responses=READ_Q)
     async def perf_series(
-        _: viewer, since: str = "1h", service_name: Annotated[str | None, Query(alias="service")] = None,
+        _: viewer, since: Since = "1h", service_name: Annotated[str | None, Query(alias="service")] = None,
         model: str | None = None, drills: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
         """p50/p95/p99 e2e and TTFT over time per model and side, for the charts."""
@@ -61,7 +66,7 @@ def add_perf_routes(app: FastAPI, service: PerfService, viewer: Any, page: Calla
             perf.series, now - seconds, now + 60, service=service_name, model=model, drills=drills
         )
 
-    @app.get("/api/perf/slos")
+    @app.get("/api/perf/slos", responses=READ_Q)
     async def perf_slos(
         _: viewer, as_of_s: Annotated[float | None, Query(ge=0)] = None, drill_prefix: str | None = None
     ) -> dict[str, Any]:
@@ -74,14 +79,14 @@ def add_perf_routes(app: FastAPI, service: PerfService, viewer: Any, page: Calla
             "objectives": [b.as_dict() for b in burns if drill_prefix is None or b.drill_id],
         }
 
-    @app.get("/api/perf/alerts")
+    @app.get("/api/perf/alerts", responses=READ_Q)
     async def perf_alerts(
         _: viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100, drill_prefix: str | None = None
     ) -> list[dict[str, Any]]:
         """Burn-rate alerts raised, newest first (live ones; a drill's with its prefix)."""
         return await asyncio.to_thread(perf.alerts, limit=limit, drill_prefix=drill_prefix)
 
-    @app.get("/api/perf/status")
+    @app.get("/api/perf/status", responses=READ_Q)
     async def perf_status(_: viewer) -> dict[str, Any]:
         """The perf consumer's counters: records, points refused, unknown metric names, alerts."""
         return {"ready": service.ready.is_set(), "counters": service.counters.snapshot()}
@@ -144,8 +149,8 @@ class PerfCollector(Collector):
         ingest = CounterMetricFamily(
             "oodwatch_perf_ingest", "What the perf consumer read and did with it.", labels=["what"]
         )
-        for what in ("records", "requests", "points", "deltas", "refused_points", "stale_points", "resets",
-                     "dead_letters", "alerts_raised", "alerts_sent"):  # fmt: skip
+        for what in ("records", "requests", "points", "deltas", "refused_points", "unreadable_spans",
+                     "stale_points", "resets", "dead_letters", "alerts_raised", "alerts_sent"):  # fmt: skip
             ingest.add_metric([what], getattr(counters, what))
         unknown = CounterMetricFamily(
             "oodwatch_perf_unknown_metric_points", "Metric points skipped: name not a GenAI metric we read.",

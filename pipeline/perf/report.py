@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pipeline.perf.service import PerfService
     from pipeline.perf.store import PerfStore
 
+#: A window's form (the API's query pattern): digits and a unit, `15m`, `1h`, `7d`.
+SINCE_PATTERN = r"^\s*\d+(?:\.\d+)?\s*[smhd]\s*$"
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW_S = 400 * 86400
@@ -29,15 +31,18 @@ GAP_GROWTH_RATIO, GAP_GROWTH_MIN_MS, MIN_PAIRS = 1.5, 20.0, 20
 GAP_WINDOW_MAX_S = 3600
 
 
-def parse_since(text: str) -> int:
-    """`15m`, `1h`, `30d` -> seconds."""
+def parse_since(text: str, *, clamp: bool = False) -> int:
+    """`15m`, `1h`, `30d` -> seconds; outside 1 minute to 400 days an error, or with `clamp` the
+    nearest bound (the API: its report says the window it used)."""
     match = _SINCE.match(text.strip())
     if not match:
         raise ValueError(f"not a duration: {text!r} (try 15m, 1h, 7d)")
-    seconds = int(float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if not 60 <= seconds <= MAX_WINDOW_S:
-        raise ValueError("the window must be between 1 minute and 400 days")
-    return seconds
+        if not clamp:
+            raise ValueError("the window must be between 1 minute and 400 days")
+        seconds = min(max(seconds, 60), MAX_WINDOW_S)
+    return int(seconds)
 
 
 def aligned_start(start_s: int, since_s: int) -> int:

@@ -3,9 +3,11 @@
 Its own consumer group reads `otlp_spans` (the same records the normalise stage reads) and
 `otlp_metrics`, turns them into request rows and histogram deltas, stores them, rolls the
 touched minutes up, and commits offsets only after that (at-least-once; replays fold, see
-`pipeline.perf.store`). A record that cannot be read, or points that cannot become correct
-deltas, go to the dead-letter topic with the reason. A second task evaluates the SLOs' burn
-rates and raises alerts (recorded always; sent through the webhooks for live traffic only).
+`pipeline.perf.store`). A metrics record that cannot be read, or points that cannot become
+correct deltas, go to the dead-letter topic with the reason; a span record that cannot be read
+is only counted here, since normalize reads the same record and dead-letters it (one letter per
+bad record). A second task evaluates the SLOs' burn rates and raises alerts (recorded always;
+sent through the webhooks for live traffic only).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class PerfCounters:
     deltas: int = 0
     dead_letters: int = 0
     refused_points: int = 0
+    #: Span records no one can read: normalize dead-letters them (one letter per bad record).
+    unreadable_spans: int = 0
     stale_points: int = 0
     resets: int = 0
     baselined: int = 0
@@ -99,6 +103,9 @@ class PerfIngest:
                 out.rows = timings_from_request(parse_otlp(value, ExportTraceServiceRequest))
                 reasons = []
         except MalformedRecord as exc:
+            if topic != self.settings.topics.otlp_metrics:
+                self.counters.unreadable_spans += 1
+                return out
             reasons = [str(exc)]
         if reasons:
             more = f" (and {len(reasons) - 5} more)" if len(reasons) > 5 else ""

@@ -71,25 +71,27 @@ class ErrorBody(BaseModel):
     errors: list[FieldError] = Field(default_factory=list)
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of an operation that answers `statuses` besides its success."""
     why = {
         400: "the body is not JSON",
         401: "missing or wrong credentials",
-        403: "the principal's role is too low, or a browser change lacked its CSRF token",
-        404: "no such bundle",
+        403: "the principal's role is too low, a browser change lacked its CSRF token, or the policy forbids it",
+        404: "no such bundle, run, grant or action",
         409: "the change conflicts with the resource's state (claimed by another, not waiting, wrong run)",
         422: "the request failed validation",
+        503: "a service the change needs (the broker) is unavailable: nothing was changed",
     }
     return {status: {"model": ErrorBody, "description": why[status]} for status in statuses}
 
 
 #: Every status each kind of operation answers besides 200 (the document lists them all).
-READ = _errors(401, 403)
-READ_Q = _errors(401, 403, 422)
-ONE = _errors(401, 403, 404, 422)
-CHANGE = _errors(401, 403, 404, 409, 422)
-CHANGE_BODY = _errors(400, 401, 403, 404, 409, 422)
-GROUP_CHANGE = _errors(400, 401, 403, 409, 422)
+READ = error_responses(401, 403)
+READ_Q = error_responses(401, 403, 422)
+ONE = error_responses(401, 403, 404, 422)
+CHANGE = error_responses(401, 403, 404, 409, 422)
+CHANGE_BODY = error_responses(400, 401, 403, 404, 409, 422)
+GROUP_CHANGE = error_responses(400, 401, 403, 409, 422)
 
 
 def _web(name: str) -> str:
@@ -430,7 +432,10 @@ def create_api(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = ErrorBody(detail=str(exc.detail))
-        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names only the first route on the path (GET and POST are two)
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_on(app, request.scope))}
+        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -449,6 +454,18 @@ def create_api(
         return JSONResponse(ErrorBody(detail=f"internal error: {type(exc).__name__}").model_dump(), status_code=500)
 
     return app
+
+
+def _methods_on(app: FastAPI, scope: Any) -> list[str]:
+    """Every method the app's routes answer on the request's path, for a 405's `Allow` (asked of
+    the router per method, since included routers hide their routes)."""
+    from starlette.routing import Match
+
+    def answers(method: str) -> bool:
+        probe = {**scope, "method": method}
+        return any(route.matches(probe)[0] == Match.FULL for route in app.router.routes)
+
+    return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if answers(m)]
 
 
 def _labelled(row: dict[str, Any]) -> dict[str, Any]:

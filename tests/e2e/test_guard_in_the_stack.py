@@ -50,7 +50,7 @@ def test_grants_actions_and_lifts_end_to_end(stack: Stack, http: httpx.Client) -
     expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     harmful = {"tenant": "travel-agent", "categories": ["harmful"], "reason": "medical research", "expires_at": expires}
     refused = http.post(f"{api}/api/grants", json=harmful)
-    assert refused.status_code == 422 and "non-relaxable" in refused.json()["detail"]
+    assert refused.status_code == 403 and "non-relaxable" in refused.json()["detail"]
     # the injection also trips the instruction-override rule: a grant relaxes exactly what it names
     made = http.post(f"{api}/api/grants", json={"tenant": "travel-agent",
                                                 "categories": ["injection", "instruction_override"],

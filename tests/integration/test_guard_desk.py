@@ -108,7 +108,7 @@ def test_only_admins_grant_and_revoke_and_every_step_is_kept(desk) -> None:
 def test_a_grant_the_policy_forbids_is_refused_with_the_reason_and_nothing_is_kept(desk, overrides, reason) -> None:
     client, _, store = desk
     refused = client.post("/api/grants", json=request(**overrides), headers=ADMIN)
-    assert refused.status_code == 422 and reason in refused.json()["detail"]
+    assert refused.status_code == 403 and reason in refused.json()["detail"]
     assert store.query("SELECT count() AS n FROM guard_grants")[0]["n"] == 0
 
 
@@ -126,6 +126,12 @@ def test_a_grant_the_policy_forbids_is_refused_with_the_reason_and_nothing_is_ke
 def test_malformed_or_oversized_grant_requests_are_422(desk, body) -> None:
     client, _, _ = desk
     assert client.post("/api/grants", json=body, headers=ADMIN).status_code == 422
+
+
+def test_a_method_the_path_does_not_answer_is_405_naming_every_method_it_does(desk) -> None:
+    client, _, _ = desk
+    refused = client.request("DELETE", "/api/grants", headers=ADMIN)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, POST"
 
 
 def issue(ledger: GuardLedger, record_id: str = "a-1", session: str = "s-1", minutes: float = 30) -> SessionAction:

@@ -73,3 +73,9 @@ def test_metric_replays_fold_and_series_resume_after_a_restart(tmp_path: Path) -
     decoded = restarted.decode(settings.topics.otlp_metrics, 0, 9, bad)
     assert decoded.deltas == [] and "went down" in decoded.letters[0].reason
     assert decoded.letters[0].stage == "perf" and decoded.letters[0].source_offset == 9
+    # Unreadable records: a metrics record is perf's to dead-letter; a span record is normalize's
+    # (it reads the same record), so perf only counts it and the record has one letter in all.
+    [letter] = restarted.decode(settings.topics.otlp_metrics, 0, 10, b"\xff\x00").letters
+    assert "ExportMetricsServiceRequest" in letter.reason
+    spans = restarted.decode(settings.topics.otlp_spans, 0, 11, b"\xff\x00")
+    assert spans.letters == [] and spans.rows == [] and restarted.counters.unreadable_spans == 1

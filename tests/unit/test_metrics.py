@@ -18,7 +18,8 @@ def fresh(monkeypatch, enabled: bool = True) -> None:
 def test_stage_metrics_reach_the_exposition(monkeypatch):
     fresh(monkeypatch)
     stage = StageMetrics("screen")
-    stage.records_in(7)
+    stage.records_in(2)
+    stage.items_in(7)
     stage.events_out("screenings", 7)
     stage.dead_letter("invalid_record")
     stage.batch(7, 0.004)
@@ -26,7 +27,8 @@ def test_stage_metrics_reach_the_exposition(monkeypatch):
     stage.hop_ns("screen", 0, 1_020_000_000)  # a record without its stamp is not counted
     stage.escalation("tier1", "injection", "escalate", 2)
     text = generate_latest(module.registry()).decode()
-    assert 'oodwatch_stage_records_in_total{stage="screen"} 7.0' in text
+    assert 'oodwatch_stage_records_in_total{stage="screen"} 2.0' in text
+    assert 'oodwatch_stage_items_in_total{stage="screen"} 7.0' in text
     assert 'oodwatch_stage_events_out_total{stage="screen",topic="screenings"} 7.0' in text
     assert 'oodwatch_dead_letters_total{reason="invalid_record",stage="screen"} 1.0' in text
     assert 'oodwatch_hop_latency_seconds_count{hop="screen"} 1.0' in text

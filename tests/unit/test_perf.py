@@ -12,7 +12,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pydantic import ValidationError
 
 from pipeline.perf.metrics import CUMULATIVE, DELTA, MetricDecoder, histogram_quantile
-from pipeline.perf.report import aligned_start, gap_grows
+from pipeline.perf.report import SINCE_PATTERN, aligned_start, gap_grows, parse_since
 from pipeline.perf.slo import BURN_PAIRS, AlertLatch, Burn, evaluate, objectives, rollup_expressions
 from pipeline.perf.spans import timings_from_request
 from pipeline.perf.store import Segment, cover
@@ -233,3 +233,16 @@ def test_gap_grows_needs_enough_pairs_and_a_real_increase() -> None:
     assert gap_grows([cls(100, 10.0), cls(100, 45.0)]) is True
     assert gap_grows([cls(100, 10.0), cls(100, 14.0)]) is False
     assert gap_grows([cls(100, 10.0), cls(5, 90.0)]) is None
+
+
+def test_a_window_is_a_duration_in_bounds_or_with_clamp_the_nearest_bound() -> None:
+    import re
+
+    assert [parse_since(t) for t in ("15m", "1h", " 7d ", "1.5h")] == [900, 3600, 604800, 5400]
+    for text in ("1h ago", "", "h", "-1h", "1e3s"):
+        assert not re.match(SINCE_PATTERN, text)
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_since(text)
+    with pytest.raises(ValueError, match="between 1 minute and 400 days"):
+        parse_since("10s")
+    assert parse_since("10s", clamp=True) == 60 and parse_since("9" * 400 + "d", clamp=True) == 400 * 86400
