@@ -145,6 +145,9 @@ class JudgeStage:
         return await self.tier3.review(items)
 
     async def publish(self, items: list[EvidenceBundle], results: Sequence[Any], outbox: Outbox) -> None:
+        failed = [b.tier3.error for b in results if b.tier3 is not None and b.judge_status is JudgeStatus.ERROR]
+        if failed:  # the bundles go to the human queue; the reason (never the key) is for whoever runs the judge
+            log.warning("tier 3: %d of %d judge calls failed, first: %s", len(failed), len(results), failed[0])
         for bundle in results:
             outbox.add(self.topics.evidence, BUNDLES, bundle.session_id, bundle)
             status = bundle.judge_status.value

@@ -136,8 +136,8 @@ async def _decide_actions(settings: Settings, decider: Any, outbox: Any) -> None
     """Bundles from the evidence topic -> session actions on the actions topic."""
     from aiokafka import AIOKafkaConsumer
 
+    from pipeline.agents.judge import BUNDLES
     from pipeline.guard.tier1 import Record
-    from schemas.evidence import EvidenceBundle
 
     delay = 0.5
     while True:
@@ -154,16 +154,15 @@ async def _decide_actions(settings: Settings, decider: Any, outbox: Any) -> None
                 polled = await consumer.getmany(timeout_ms=500, max_records=500)
                 for records in polled.values():
                     for record in records:
-                        try:
-                            bundle = EvidenceBundle.model_validate_json(record.value)
-                        except ValueError:
-                            continue  # the sink dead-letters what it cannot read
-                        action = decider.on_bundle(bundle)
-                        if action is not None:
-                            about = {"session_id": action.session_id, "action": action.action.value}
-                            log.info("session action: %s", action.reason, extra=about)
-                            value = action.model_dump_json().encode()
-                            outbox.put(Record(settings.topics.actions, action.session_id.encode(), value))
+                        # An envelope of bundles (the investigate stage's); what cannot be read,
+                        # the sink dead-letters.
+                        for bundle in BUNDLES.decode(record.value, record.headers).items:
+                            action = decider.on_bundle(bundle)
+                            if action is not None:
+                                about = {"session_id": action.session_id, "action": action.action.value}
+                                log.info("session action: %s", action.reason, extra=about)
+                                value = action.model_dump_json().encode()
+                                outbox.put(Record(settings.topics.actions, action.session_id.encode(), value))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
