@@ -92,7 +92,7 @@ demo: setup
 	$(BIN)/oodwatch demo --local-judge
 
 test: setup
-	$(BIN)/pytest tests/unit tests/integration tests/e2e tests/faults
+	$(BIN)/pytest --durations=25 tests/unit tests/integration tests/e2e tests/faults
 
 test-unit: setup
 	$(BIN)/pytest tests/unit

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from pipeline.perf.service import PerfIngest
 from pipeline.perf.slo import load_slo_file
@@ -33,19 +36,31 @@ def rows(n: int, start_ns: int, e2e: float = 500.0) -> list[RequestTiming]:
     ]  # fmt: skip
 
 
-def test_replayed_rows_and_rerolls_never_double_count(tmp_path: Path) -> None:
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """Closed after the test, failed or not: a process holds one chdb path at a time."""
+    opened = Store.open(f"chdb://{tmp_path / 'store'}")
+    yield opened
+    opened.close()
+
+
+def minutes(timings: list[RequestTiming]) -> set[int]:
+    return {t.start_ns // 10**9 // 60 * 60 for t in timings}
+
+
+def test_replayed_rows_and_rerolls_never_double_count(tmp_path: Path, store: Store) -> None:
     (tmp_path / "slos.yaml").write_text(SLOS)
-    perf = PerfStore(Store.open(f"chdb://{tmp_path / 'store'}"), load_slo_file(tmp_path / "slos.yaml"))
+    perf = PerfStore(store, load_slo_file(tmp_path / "slos.yaml"))
     now = int(time.time())
     first = rows(30, (now - 600) * 10**9)
     for _ in range(2):  # a replayed batch, rolled again
         perf.insert_requests(first)
-        perf.roll({(now - 600) // 60 * 60, (now - 540) // 60 * 60}, set())
+        perf.roll(minutes(first), set())
     [summary] = perf.summary(now - 3600, now + 60)
     assert summary["requests"] == 30 and summary["e2e_p50_ms"] == math.floor(summary["e2e_p50_ms"])
     late = rows(5, (now - 595) * 10**9 + 7, e2e=2000.0)  # late rows for an already rolled minute
     perf.insert_requests(late)
-    perf.roll({(now - 595) // 60 * 60}, set())
+    perf.roll(minutes(late), set())  # the minutes they fall in (one, or two across a minute's end)
     assert perf.summary(now - 3600, now + 60)[0]["requests"] == 35
     # The hour and day tiers were re-rolled from the minutes too.
     assert perf.summary(now - 40 * 86400, now + 60)[0]["requests"] == 35
@@ -53,9 +68,8 @@ def test_replayed_rows_and_rerolls_never_double_count(tmp_path: Path) -> None:
     assert (budget[0]["bot#0"], budget[1]["bot#0"]) == (35, 5)
 
 
-def test_metric_replays_fold_and_series_resume_after_a_restart(tmp_path: Path) -> None:
+def test_metric_replays_fold_and_series_resume_after_a_restart(tmp_path: Path, store: Store) -> None:
     settings = Settings(data_dir=tmp_path)
-    store = Store.open(f"chdb://{tmp_path / 'store'}")
     perf = PerfStore(store, load_slo_file(None))
     t0 = (int(time.time()) - 300) * 10**9
     record = metrics([{"start": t0, "time": t0 + 60 * 10**9, "counts": [1, 2, 0]}]).SerializeToString()
