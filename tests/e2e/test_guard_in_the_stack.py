@@ -59,10 +59,13 @@ def test_grants_actions_and_lifts_end_to_end(stack: Stack, http: httpx.Client) -
     assert made.status_code == 201, made.text
     grant_id = made.json()["grant"]["grant_id"]
 
-    # the guard re-reads grants every 0.5 s
-    relaxed = wait_for(lambda: check(http, stack, INJECTION, session="s-alice", user="alice"),
-                       lambda a: a["grant_id"] == grant_id, timeout_s=30)  # fmt: skip
-    assert relaxed["action"] == "allow", relaxed["reasons"]
+    # The guard re-reads grants every 0.5 s. A check before then is not relaxed, and its bundle
+    # rightly puts its session under an action: wait on sessions of their own, then use alice's.
+    waits = iter(range(1000))
+    wait_for(lambda: check(http, stack, INJECTION, session=f"s-wait-{next(waits)}", user="alice"),
+             lambda a: a["grant_id"] == grant_id, timeout_s=30)  # fmt: skip
+    relaxed = check(http, stack, INJECTION, session="s-alice", user="alice")
+    assert relaxed["grant_id"] == grant_id and relaxed["action"] == "allow", relaxed["reasons"]
     assert {"injection", "instruction_override"} <= set(relaxed["categories"])
     blocked = check(http, stack, INJECTION, session="s-bob", user="bob")
     assert blocked["action"] == "block" and blocked["grant_id"] is None  # strict profile, no grant for bob

@@ -164,15 +164,23 @@ def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_go
         assert feeder.flushed == [True]
         expected = sent(load)
         screened = wait_screened(client, settings, service, expected, timeout_s=120)
-        # Bundles bound for the judge are stored once it has answered, failed or been skipped.
-        bundles = wait_for(
-            lambda: client.escalations(limit=500, service=service, status="all"),
-            lambda q: any(b["judge_status"] in ("judge_error", "skipped") for b in q), timeout_s=90,
-        )  # fmt: skip
+
+        # Bundles bound for the judge are stored once it has answered, failed or been skipped; the
+        # first failures (timeouts) are stored before the bundles the open breaker turned away.
+        def failed() -> list[dict]:
+            queue = client.escalations(limit=500, service=service, status="all")
+            return [client.bundle(b["bundle_id"]) for b in queue if b["judge_status"] == "judge_error"]
+
+        def breaker_errors(judged: list[dict]) -> list[str]:
+            return [b["tier3"]["error"] for b in judged if b.get("tier3")]
+
+        # The breaker itself: after 3 failures it opens and later bundles never reach the endpoint.
+        judged = wait_for(failed, lambda j: any(e.startswith("circuit breaker open") for e in breaker_errors(j)),
+                          timeout_s=90)  # fmt: skip
+        bundles = client.escalations(limit=500, service=service, status="all")
         on_topic = topic_records(settings, service, expected)
-        judged = [client.bundle(b["bundle_id"]) for b in bundles if b["judge_status"] == "judge_error"]
         client.close()
-    errors = [b["tier3"]["error"] for b in judged if b.get("tier3")]
+    errors = breaker_errors(judged)
     statuses = {b["judge_status"] for b in bundles}
     row = ledger(settings, f"judge {judge}", service, expected, on_topic,
                  judge_statuses=sorted(statuses))  # fmt: skip
@@ -180,7 +188,6 @@ def test_judge_down_or_slow_opens_the_breaker_queues_for_humans_and_screening_go
     assert bundles and statuses <= {"judge_error", "skipped", "unjudged"}, statuses
     assert all(b["queue_state"] in ("open", "needs_human_review") for b in bundles)
     assert "judge_error" in statuses or "skipped" in statuses
-    # The breaker itself: after 3 failures it opened and later bundles never reached the endpoint.
     assert any(error.startswith("circuit breaker open") for error in errors), errors[:5]
     if judge == "slow":
         assert slow is not None and slow.calls <= 3 + 4, slow.calls  # failures to open + calls already in flight
