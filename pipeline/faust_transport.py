@@ -99,7 +99,7 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
             """Faust's, with the read offset the last one read (correction 2)."""
             for tp, offset in partitions.items():
                 consumer.seek(tp, offset)
-                self.consumer._read_offset[tp] = offset - 1
+                self.consumer._read_offset[tp] = _last_read(offset)
             await asyncio.wait_for(
                 asyncio.gather(*[consumer.position(tp) for tp in partitions]),
                 timeout=self.app.conf.broker_request_timeout,

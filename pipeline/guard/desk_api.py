@@ -26,13 +26,13 @@ from schemas.guard import ActionKind, GrantRequest, SessionAction
 log = logging.getLogger(__name__)
 
 RECORDER_GROUP = "oodwatch-actions-recorder"
+PUBLISH_TIMEOUT_S = 10.0
 
 #: Every status each operation answers besides its success (the API document lists them all).
 LIST = error_responses(401, 403, 422)
 GRANT = error_responses(400, 401, 403, 422)
 REVOKE = error_responses(400, 401, 403, 404, 409, 422)
 LIFT = error_responses(400, 401, 403, 404, 409, 422, 503)
-PUBLISH_TIMEOUT_S = 10.0
 
 
 class Revocation(BaseModel):

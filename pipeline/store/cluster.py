@@ -8,13 +8,13 @@ table becomes two, both created `ON CLUSTER`:
 - `<name>`: a `Distributed` table over the locals, sharded by a hash of the whole sort key, so
   every query and insert in the code keeps its table name, and tables whose key starts with a
   time bucket still spread over the shards. Because every version of a row has the same sort
-  key, it lands on the same shard, and `FINAL` (applied per shard) still
-  folds replays and review revisions to one row.
+  key, it lands on the same shard, and `FINAL` (applied per shard) still folds replays and
+  review revisions to one row.
 
 A table made `AS` another copies the other's local table, and its Distributed table the other's
-columns. `ALTER ... ADD COLUMN` goes to both tables; `ADD INDEX`, `MODIFY TTL` and `REMOVE TTL` to the
-local ones only. Inserts through a Distributed table are made synchronous (the store's client
-sets `insert_distributed_sync`), so a committed Kafka offset still means a stored row.
+columns. `ALTER ... ADD COLUMN` goes to both tables; `ADD INDEX`, `MODIFY TTL` and `REMOVE TTL`
+to the local ones only. Inserts through a Distributed table are made synchronous (the store's
+client sets `insert_distributed_sync`), so a committed Kafka offset still means a stored row.
 """
 
 from __future__ import annotations
