@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.cli.client import TriageClient
 from pipeline.settings import Settings
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
 
 
 def _say(message: str) -> None:
@@ -73,11 +70,13 @@ def expiry(args: argparse.Namespace) -> str:
         if when.tzinfo is None:
             raise SystemExit("oodwatch: --until needs a time zone (e.g. 2026-12-31T18:00+00:00)")
         return when.isoformat()
-    match = _DURATION.match(args.duration or "")
-    if not match:
-        raise SystemExit("oodwatch: give --for N[m|h|d] or --until ISO-TIME")
-    unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-    return (datetime.now(UTC) + timedelta(**{unit: float(match.group(1))})).isoformat()
+    from pipeline.perf.report import parse_since  # the one duration form (15m, 8h, 7d)
+
+    try:
+        seconds = parse_since(args.duration or "")
+    except ValueError as exc:
+        raise SystemExit(f"oodwatch: give --for N[m|h|d] or --until ISO-TIME ({exc})") from None
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
 
 
 def _when(ns: int) -> str:

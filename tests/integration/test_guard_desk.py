@@ -245,3 +245,6 @@ def test_the_cli_grants_lists_revokes_and_says_why_a_grant_is_refused(desk, monk
     assert capsys.readouterr().out.strip().endswith("[]")
     with pytest.raises(SystemExit, match="time zone"):
         cli.expiry(ns(until="2026-12-31T00:00", duration=None))
+    with pytest.raises(SystemExit, match="give --for"):
+        cli.expiry(ns(until=None, duration="soon"))
+    assert cli.expiry(ns(until=None, duration="2h")) > datetime.now(UTC).isoformat()
