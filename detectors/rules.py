@@ -97,7 +97,7 @@ class EncodedPayload(Rule):
             best = max(best, 0.9 * _readable(raw))
         for match in _HEX.finditer(text):
             best = max(best, 0.85 * _readable(bytes.fromhex(match.group(0))))
-        for match in _URL_ENCODED.finditer(text):
+        for match in _URL_ENCODED.finditer(text) if "%" in text else ():
             best = max(best, 0.8 * _readable(unquote(match.group(0)).encode()))
         return max(best, _rot13_score(text))
 
@@ -189,7 +189,7 @@ class HomoglyphMixing(Rule):
 # -- instructions inside tool output and retrieved documents ----------------------------------
 
 _INSTRUCTION_PATTERNS = [
-    re.compile(p, re.IGNORECASE)
+    re.compile(p)  # searched in lower-cased text
     for p in (
         r"\b(ignore|disregard|forget|override)\b.{0,30}\b(previous|prior|above|earlier|all|your|the)\b.{0,20}"
         r"\b(instructions?|directions?|rules|prompts?|guidelines)\b",
@@ -200,7 +200,7 @@ _INSTRUCTION_PATTERNS = [
         r"\bdo\s+not\s+(tell|inform|mention|reveal\s+this\s+to)\s+(the\s+)?user\b",
         r"\b(send|forward|email|post|upload|exfiltrate)\b.{0,60}\b(conversation|history|credentials|password|"
         r"api\s*key|token|secrets?|emails?)\b.{0,40}\b(to|at)\b",
-        r"<\|?(im_start|im_end|system|endoftext)\|?>|\[/?INST\]|<<SYS>>|^\s*(system|assistant)\s*:",
+        r"<\|?(im_start|im_end|system|endoftext)\|?>|\[/?inst\]|<<sys>>|^\s*(system|assistant)\s*:",
         r"\bassistant\s*:\s*(disregard|ignore|instead)\b",
     )
 ]
@@ -220,28 +220,30 @@ class IndirectInjection(Rule):
         yield from (tool.description for tool in event.tool_definitions)
 
     def check(self, text: str) -> float:
-        hits = sum(1 for pattern in _INSTRUCTION_PATTERNS if pattern.search(text))
+        lowered = text.lower()
+        hits = sum(1 for pattern in _INSTRUCTION_PATTERNS if pattern.search(lowered))
         return min(1.0, 0.35 * hits + 0.4) if hits else 0.0
 
 
 # -- secrets in what the model says or sends -----------------------------------------------------
 
+#: (needle, pattern, weight): the pattern runs only where its needle is in the text (the needle is
+#: looked for in the lower-cased text when it is lower case), so clean text costs a few `in` tests.
 _SECRETS = [
-    (re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |DSA |PGP )?PRIVATE KEY-----"), 1.0),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), 0.95),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"), 0.95),
-    (re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}\b"), 0.95),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b"), 0.95),
-    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), 0.9),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"), 0.85),
+    ("-----BEGIN", re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |DSA |PGP )?PRIVATE KEY-----"), 1.0),
+    ("AKIA", re.compile(r"\bAKIA[0-9A-Z]{16}\b"), 0.95),
+    ("_", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"), 0.95),
+    ("sk-", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}\b"), 0.95),
+    ("xox", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b"), 0.95),
+    ("AIza", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), 0.9),
+    ("eyJ", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"), 0.85),
     (
-        re.compile(
-            r"\b(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]\s*['\"]?(?!\*+|x+\b|<|\{)[^\s'\"]{8,}",
-            re.IGNORECASE,
-        ),
+        "",  # a keyword in any case: the lower-cased text is searched
+        re.compile(r"\b(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]\s*['\"]?(?!\*+|x+\b|<|\{)[^\s'\"]{8,}"),
         0.7,
     ),
 ]
+_SECRET_KEYWORDS = ("pass", "secret", "api", "token")
 _PLACEHOLDER = re.compile(r"EXAMPLE|example|XXXX|xxxx|your[_-]?(api[_-]?)?key|\.\.\.|<[^>]+>")
 
 
@@ -257,8 +259,17 @@ class SecretInOutput(OutputRule):
 
     def check(self, text: str) -> float:
         best = 0.0
-        for pattern, weight in _SECRETS:
-            for match in pattern.finditer(text):
+        lowered = text.lower()
+        for needle, pattern, weight in _SECRETS:
+            if needle:
+                if needle not in text:
+                    continue
+                searched = text
+            elif any(keyword in lowered for keyword in _SECRET_KEYWORDS):
+                searched = lowered
+            else:
+                continue
+            for match in pattern.finditer(searched):
                 if not _PLACEHOLDER.search(match.group(0)):
                     best = max(best, weight)
         return best
@@ -267,7 +278,7 @@ class SecretInOutput(OutputRule):
 # -- instruction overrides in many languages ------------------------------------------------
 
 _OVERRIDE_PATTERNS = [
-    re.compile(p, re.IGNORECASE)
+    re.compile(p)  # searched in lower-cased text (IGNORECASE makes Python's re several times slower)
     for p in (
         # verb ... (previous|all) ... (instructions|rules) in English, Spanish, French, German, Italian,
         # Portuguese, Dutch, Polish and Turkish; the noun is required, so "ignore the previous email" is not one.
@@ -287,12 +298,11 @@ _OVERRIDE_PATTERNS = [
 ]
 
 
-_OVERRIDE_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _OVERRIDE_PATTERNS), re.IGNORECASE)
+_OVERRIDE_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in _OVERRIDE_PATTERNS))
 # Every pattern ends in one of these nouns; most text has none, and this scan is cheap.
 _OVERRIDE_TRIGGER = re.compile(
     r"instruc|instru[cç]|direction|rules|guideline|directive|guidance|prompt|reglas|indicacion|consignes|règles|anweisung|"
-    r"regeln|vorgaben|istruzion|regole|regras|instructie|regels|instrukcj|zasady|polecen|talimat|kuralları",
-    re.IGNORECASE,
+    r"regeln|vorgaben|istruzion|regole|regras|instructie|regels|instrukcj|zasady|polecen|talimat|kuralları"
 )
 
 
@@ -304,9 +314,10 @@ class InstructionOverride(Rule):
     category = "instruction_override"
 
     def check(self, text: str) -> float:
-        if not _OVERRIDE_TRIGGER.search(text):
+        lowered = text.lower()
+        if not _OVERRIDE_TRIGGER.search(lowered):
             return 0.0
-        return 0.8 if _OVERRIDE_ANY.search(text) else 0.0
+        return 0.8 if _OVERRIDE_ANY.search(lowered) else 0.0
 
 
 # -- what leaves through the model's output ---------------------------------------------------
@@ -368,9 +379,8 @@ class PersonalDataInOutput(Rule):
 
 _ABUSE = re.compile(
     r"\b(idiot|moron|imbecile|stupid|dumb|incompetent|worthless|pathetic|loser|shut\s+up|hate\s+you|"
-    r"go\s+to\s+hell|kill\s+yourself|nobody\s+(cares|would\s+notice))\b",
-    re.IGNORECASE,
-)
+    r"go\s+to\s+hell|kill\s+yourself|nobody\s+(cares|would\s+notice))\b"
+)  # this and the next two are searched in lower-cased text
 
 
 class AbusiveOutput(OutputRule):
@@ -380,7 +390,7 @@ class AbusiveOutput(OutputRule):
     category = "abusive_output"
 
     def check(self, text: str) -> float:
-        hits = len(_ABUSE.findall(text))
+        hits = len(_ABUSE.findall(text.lower()))
         return 0.9 if hits >= 2 else 0.55 if hits == 1 else 0.0
 
 
@@ -389,13 +399,11 @@ _HAZARDS = re.compile(
     r"methamphetamine|meth\b|fentanyl|heroin|cocaine|lethal\s+(dose|poison)|poison\w*|untraceable|"
     r"ransomware|keylogger|malware|botnet|launder\w*|counterfeit|stalk\w*|without\s+(them|anyone)\s+noticing|"
     r"hurt(ing)?\s+yourself|kill(ing)?\s+yourself|suicide|self[-\s]harm|overdose|double\s+the\s+dose|"
-    r"bleach\s+and\s+ammonia|skip\s+meals)\b",
-    re.IGNORECASE,
+    r"bleach\s+and\s+ammonia|skip\s+meals)\b"
 )
 _INSTRUCTIVE = re.compile(
     r"\b(here\s+is\s+how|here's\s+how|step\s*1|first,|you\s+will\s+need|ingredients|instructions:|mix\b|"
-    r"is\s+a\s+reasonable\s+way|you\s+don't\s+need\s+a\s+doctor)",
-    re.IGNORECASE,
+    r"is\s+a\s+reasonable\s+way|you\s+don't\s+need\s+a\s+doctor)"
 )
 
 
@@ -407,8 +415,9 @@ class HarmfulInstructionsInOutput(OutputRule):
     category = "harmful_output_rule"
 
     def check(self, text: str) -> float:
-        hazards = len(_HAZARDS.findall(text))
-        if not hazards or not _INSTRUCTIVE.search(text):
+        lowered = text.lower()
+        hazards = len(_HAZARDS.findall(lowered))
+        if not hazards or not _INSTRUCTIVE.search(lowered):
             return 0.0
         return 0.85 if hazards >= 2 else 0.7
 

@@ -182,34 +182,46 @@ def build_tier2(
     return meta
 
 
-def evaluate_tier2(detector: EmbeddingAnomalyDetector, data: dict[str, dict[str, LabelledSplit]]) -> dict[str, Any]:
+def evaluate_tier2(
+    detector: EmbeddingAnomalyDetector, data: dict[str, dict[str, LabelledSplit]], per_set: int = EVAL_PER_SET
+) -> dict[str, Any]:
     """In-distribution: held-out benign rows of every source. Out-of-distribution: held-out
     attacks and harmful requests, per source and pooled. Both tier-2 scores are reported."""
     from sklearn.metrics import roc_auc_score
 
-    test = {name: _sample(_rows([splits["test"]]), EVAL_PER_SET, "eval") for name, splits in data.items()}
+    test = {name: _sample(_rows([splits["test"]]), per_set, "eval") for name, splits in data.items()}
     benign = [r[0] for rows in test.values() for r in rows if r[1] == 0]
     benign_scores = detector.assess_embeddings(detector.embedder.embed(benign), exemplars=0)
     benign_ood = np.asarray([a.scores[0].score for a in benign_scores])
     benign_head = np.asarray([a.scores[1].score for a in benign_scores])
 
-    def figures(attacks: list[str]) -> dict[str, Any]:
-        assessed = detector.assess_embeddings(detector.embedder.embed(attacks), exemplars=0)
-        y = np.concatenate([np.ones(len(attacks)), np.zeros(len(benign))])
-        ood = np.concatenate([[a.scores[0].score for a in assessed], benign_ood])
-        head = np.concatenate([[a.scores[1].score for a in assessed], benign_head])
+    attack_sets = {name: [r[0] for r in rows if r[1] == 1] for name, rows in test.items()}
+    pooled_attacks = [t for texts in attack_sets.values() for t in texts]
+    # Each attack is embedded once; the per-set and pooled figures slice the same scores.
+    assessed = detector.assess_embeddings(detector.embedder.embed(pooled_attacks), exemplars=0)
+    attack_ood = np.asarray([a.scores[0].score for a in assessed])
+    attack_head = np.asarray([a.scores[1].score for a in assessed])
+
+    def figures(chosen: slice) -> dict[str, Any]:
+        ood_pos, head_pos = attack_ood[chosen], attack_head[chosen]
+        y = np.concatenate([np.ones(len(ood_pos)), np.zeros(len(benign))])
+        ood = np.concatenate([ood_pos, benign_ood])
+        head = np.concatenate([head_pos, benign_head])
         return {
-            "attacks": len(attacks),
+            "attacks": len(ood_pos),
             "auroc": float(roc_auc_score(y, ood)),
             "tpr_at_1pct_fpr": tpr_at_fpr(ood, y, 0.01),
             "head_auroc": float(roc_auc_score(y, head)),
             "head_tpr_at_1pct_fpr": tpr_at_fpr(head, y, 0.01),
         }
 
-    by_set = {
-        name: figures([r[0] for r in rows if r[1] == 1]) for name, rows in test.items() if any(r[1] for r in rows)
-    }
-    pooled = figures([r[0] for rows in test.values() for r in rows if r[1] == 1])
+    by_set: dict[str, Any] = {}
+    start = 0
+    for name, texts in attack_sets.items():
+        if texts:
+            by_set[name] = figures(slice(start, start + len(texts)))
+        start += len(texts)
+    pooled = figures(slice(0, len(pooled_attacks)))
     return {
         "in_distribution": f"held-out benign rows of every source ({len(benign)})",
         "out_of_distribution": "held-out attacks and harmful requests",

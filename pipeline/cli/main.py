@@ -157,9 +157,9 @@ def cmd_eval_ood(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.drills.evaluate import tier2_by_family
 
     detector = EmbeddingAnomalyDetector(settings.models_path)
-    result = {"tier2": evaluate_tier2(detector, load_all(settings.datasets_path))}
+    result = {"tier2": evaluate_tier2(detector, load_all(settings.datasets_path), per_set=args.per_set)}
     # Drill families: held-out drill cases against the drills' benign controls.
-    result["tier2"]["by_set"].update(tier2_by_family(detector))
+    result["tier2"]["by_set"].update(tier2_by_family(detector, per_generator=args.per_generator))
     if args.json:
         print(json.dumps(result))
         return 0
@@ -371,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="evaluations").add_subparsers(dest="eval_command", required=True)
     ood = evaluate.add_parser("ood", help="tier 2: held-out benign vs held-out attacks, per source")
     ood.add_argument("--json", action="store_true")
+    ood.add_argument("--per-set", type=int, default=600, help="held-out rows sampled per source (the build's 600)")
+    ood.add_argument("--per-generator", type=int, default=10, help="held-out drill cases per generator")
     ood.set_defaults(func=cmd_eval_ood)
     tools = evaluate.add_parser("tools", help="tool-description lint: real descriptions vs poisoned ones")
     tools.add_argument("--json", action="store_true")

@@ -68,10 +68,11 @@ def run_cli(*args):
 
 
 def test_eval_ood_json_reports_measured_figures_per_set():
-    tier2 = run_cli("eval", "ood", "--json")["tier2"]
+    tier2 = run_cli("eval", "ood", "--json", "--per-set", "80", "--per-generator", "4")["tier2"]
     assert 0.5 < tier2["auroc"] <= 1 and 0 <= tier2["tpr_at_1pct_fpr"] <= 1
     assert {"s-labs", "neuralchemy"} <= set(tier2["by_set"])
     assert all(0 <= f["head_auroc"] <= 1 for f in tier2["by_set"].values())
+    assert tier2["by_set"]["s-labs"]["attacks"] <= 80 and "drill:tool_poisoning" in tier2["by_set"]
 
 
 def test_bench_tier2_prints_json():
