@@ -239,7 +239,9 @@ _SECRETS = [
     ("eyJ", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"), 0.85),
     (
         "",  # a keyword in any case: the lower-cased text is searched
-        re.compile(r"\b(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]\s*['\"]?(?!\*+|x+\b|<|\{)[^\s'\"]{8,}"),
+        re.compile(
+            r"\b(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]\s*['\"]?(?!\*+|x+\b|<|\{)[^\s'\"]{8,}"
+        ),
         0.7,
     ),
 ]
