@@ -29,6 +29,7 @@ from schemas.envelope import EnvelopeCodec
 from schemas.events import LLMEvent
 from schemas.evidence import Decision, Escalation, Screening, ScreeningBatch, ScreeningRow
 from schemas.tools import ToolSighting
+from schemas.trusted import construct
 
 STAGE = "screen"
 TextMode = Literal["truncated", "full", "hashed"]
@@ -156,7 +157,8 @@ class Screener:
             if decision is not Decision.PASS:
                 onward.append(i)
             rows.append(
-                ScreeningRow.model_construct(
+                construct(
+                    ScreeningRow,
                     event_id=event.event_id, session_id=event.session_id, trace_id=event.trace_id,
                     span_id=event.span_id,
                     service=event.service, model=event.model, operation=event.operation,
