@@ -53,8 +53,12 @@ HARMFUL_TARGET_FPR = 0.005
 #: union of two heads (routing) stays near the target on every benign source, not only pooled.
 PER_SOURCE_SHARE = 0.6
 HIDDEN = 128
-EPOCHS = 8
-CROSS_EPOCHS = 6
+#: The cross-source runs train exactly as the shipped model does. Measured (leave-one-source-out,
+#: same data): 6 epochs TPR@1%FPR mean .562 / min .208, 12: .593 / .223, 16: .597 / .229,
+#: 24: .607 / .248; AUC mean .928 -> .934. A wider (256) or narrower (32) hidden layer, or
+#: dropout .5, did no better; hashed word uni/bigrams beside the static vectors did worse on
+#: held-out neuralchemy and yanismiraoui (they learn each set's words again).
+EPOCHS = 24
 BATCH = 1024
 #: v1 down-weighted casual chat (a word model learnt "casual means benign"); with meaning-based
 #: features full weight lowers casual-chat false positives without costing recall. The multilingual
@@ -344,7 +348,7 @@ def leave_one_source_out(
         others = [n for n in data if n != held]
         train = concat([data[n]["train"] for n in others])
         validation = concat([data[n]["validation"] for n in others])
-        trained = fit_recipe(train, validation, epochs=CROSS_EPOCHS)
+        trained = fit_recipe(train, validation)
         test = concat(list(data[held].values()))
         category = HARMFUL_CATEGORY if SOURCES[held].task == "harmful" else TIER1_CATEGORY
         scores = text_scores(trained, test)
