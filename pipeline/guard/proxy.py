@@ -22,6 +22,7 @@ The client's Authorization goes to the upstream unchanged. The proxy exports its
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -482,6 +483,8 @@ async def serve_proxy(settings: Any, config: ProxyConfig, *, port: int, otlp_end
     follower = asyncio.create_task(
         follow_actions(settings.bootstrap, settings.topics.actions, actions, options=aiokafka_options(settings))
     )
+    gc.collect()
+    gc.freeze()  # start-up's objects out of the collector's full passes (as the guard does)
     runner = web.AppRunner(proxy.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.host, port).start()

@@ -15,6 +15,7 @@ token, 403 for a token whose role is neither `guard` nor `admin`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -223,6 +224,10 @@ async def serve_guard(settings: Settings) -> None:
 
     guard, loops = build_guard(settings)
     authenticator = Authenticator(load_tokens(settings, api_token(settings)))
+    # What start-up built (models, tables, the policy) is never freed: moved out of the
+    # collector's view, a full collection under load no longer walks it (a p99 of milliseconds).
+    gc.collect()
+    gc.freeze()
     guard.start()
     tasks = [asyncio.create_task(loop()) for loop in loops]
     runner = web.AppRunner(create_guard_app(guard, authenticator, settings.guard_max_request_bytes), access_log=None)
