@@ -54,7 +54,6 @@ _CONFUSABLES = str.maketrans(
 # Digits and symbols used as letters.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
                        "!": "i", "|": "l", "€": "e"})  # fmt: skip
-_TOKEN = re.compile(r"\S+")
 #: Characters a reader does not see: zero-width ones and joiners go ("ig\u200bnore" reads as "ignore"),
 #: Unicode tag characters become the ASCII they smuggle, so the model reads the hidden text (the
 #: hidden-unicode rule still sees the raw characters).
@@ -62,13 +61,19 @@ _INVISIBLE = {cp: None for cp in (*range(0x200B, 0x2010), *range(0x2060, 0x2065)
     0xE0000 + c: c for c in range(0x80)
 }
 _LEET_CHARS = re.compile(r"[0134578@$!|]")
+#: A whole whitespace-separated token holding a leet character or a lookalike letter (matched
+#: from token starts only, so a long token costs one pass): only these can change.
+_FOLDABLE_TOKEN = re.compile(
+    r"(?<!\S)\S*[" + re.escape("".join(chr(c) for c in (*_CONFUSABLES, *_LEET))) + r"]\S*"
+)
+_LATIN = re.compile("[a-z]")
 
 
 def _fold(match: re.Match[str]) -> str:
     """Only words that already hold Latin letters: "prev!ous" with a Cyrillic e is obfuscation,
     a wholly Cyrillic word is Russian."""
     word = match.group(0)
-    if any("a" <= ch <= "z" for ch in word):
+    if _LATIN.search(word):
         return word.translate(_CONFUSABLES).translate(_LEET)
     return word
 
@@ -80,5 +85,5 @@ def normalize_for_classifier(text: str) -> str:
     tier-1 model, at build time and at run time."""
     if text.isascii():  # most traffic: NFKC and lookalikes have nothing to do
         lowered = text.lower()
-        return _TOKEN.sub(_fold, lowered) if _LEET_CHARS.search(lowered) else lowered
-    return _TOKEN.sub(_fold, unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).lower())
+        return _FOLDABLE_TOKEN.sub(_fold, lowered) if _LEET_CHARS.search(lowered) else lowered
+    return _FOLDABLE_TOKEN.sub(_fold, unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).lower())

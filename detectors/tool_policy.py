@@ -16,6 +16,7 @@ weaker evidence and scores lower. Two checks, both cheap, on every chat span tha
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -77,7 +78,13 @@ _ARGUMENT_EFFECTS = {
 
 def tool_scope(tool: ToolDefinition) -> frozenset[str]:
     """Read plus whatever the tool's own words claim."""
-    text = f"{tool.name.replace('_', ' ')} {tool.name} {tool.description}"
+    return _scope_of(tool.name, tool.description)
+
+
+@functools.lru_cache(maxsize=4096)
+def _scope_of(name: str, description: str) -> frozenset[str]:
+    """A deployment shows the same tools in every event: each (name, description) is read once."""
+    text = f"{name.replace('_', ' ')} {name} {description}"
     return frozenset({"read", *(scope for scope, words in _TOOL_SCOPE.items() if words.search(text))})
 
 

@@ -205,6 +205,8 @@ def test_every_rule_follows_the_batch_protocol():
         ("Привет мир", "привет мир"),  # Russian stays Russian
         ("at 10:30, costs $5", "at 10:30, costs $5"),  # numbers without letters stay numbers
         ("ﬁnd the ｆｕｌｌ-width text", "find the full-width text"),  # NFKC
+        ("plain words\tthen h4ck3d\nand m0re", "plain words\tthen hacked\nand more"),  # only those tokens change
+        ("x" * 3000 + "1 wоrd", "x" * 3000 + "i word"),  # a long token, a Cyrillic o in an ASCII-looking word
     ],
 )
 def test_classifier_normalisation_undoes_obfuscation_and_leaves_language_alone(raw, normalised):
