@@ -63,9 +63,7 @@ _INVISIBLE = {cp: None for cp in (*range(0x200B, 0x2010), *range(0x2060, 0x2065)
 _LEET_CHARS = re.compile(r"[0134578@$!|]")
 #: A whole whitespace-separated token holding a leet character or a lookalike letter (matched
 #: from token starts only, so a long token costs one pass): only these can change.
-_FOLDABLE_TOKEN = re.compile(
-    r"(?<!\S)\S*[" + re.escape("".join(chr(c) for c in (*_CONFUSABLES, *_LEET))) + r"]\S*"
-)
+_FOLDABLE_TOKEN = re.compile(r"(?<!\S)\S*[" + re.escape("".join(chr(c) for c in (*_CONFUSABLES, *_LEET))) + r"]\S*")
 _LATIN = re.compile("[a-z]")
 
 
