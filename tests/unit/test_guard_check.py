@@ -188,3 +188,35 @@ def test_a_check_without_a_session_gets_one_of_its_own() -> None:
     second = GuardRequest(messages=[Message(role="user", content="hi")]).to_event(1)
     assert first.session_id.startswith("guard-") and first.session_id != second.session_id
     assert first.event_id != second.event_id
+
+
+class ThreadRecordingDetector(ScriptedDetector):
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__(delay_s=delay_s)
+        self.threads: list[int] = []
+
+    def score_matrix(self, events):
+        import threading
+
+        self.threads.append(threading.get_ident())
+        return super().score_matrix(events)
+
+
+@pytest.mark.parametrize(("delay_s", "inline_after_first"), [(0.0, True), (0.005, False)])
+async def test_a_lone_short_check_is_scored_on_the_loop_while_tier_one_is_fast(delay_s, inline_after_first) -> None:
+    import threading
+
+    detector = ThreadRecordingDetector(delay_s=delay_s)
+    guard, _ = build_guard(detector)
+    guard.start()
+    try:
+        for i in range(4):
+            answer = await guard.check(ask(f"where is order {i}?"), time.perf_counter(), time.time_ns())
+            assert answer.action is GuardAction.ALLOW
+        await guard.check(ask("x" * 3000), time.perf_counter(), time.time_ns())  # long: always the thread
+    finally:
+        await guard.stop()
+    loop_thread = threading.get_ident()
+    assert detector.threads[0] != loop_thread  # the first is measured on the thread
+    assert all((t == loop_thread) is inline_after_first for t in detector.threads[1:4])
+    assert detector.threads[4] != loop_thread
