@@ -49,17 +49,22 @@ def inject(settings: Settings, run_id: str, cases: list[DrillCase]) -> tuple[dic
 def wait_for_pipeline(
     client: TriageClient, run_id: str, events: int, *, timeout_s: float, progress: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Until every drill event is screened and the bundle count has settled (or the timeout)."""
+    """Until every drill event is screened, every case tier 1 escalated has its bundle, and the
+    bundle count has settled (or the timeout). A settled count alone is not enough: with a few
+    hundred cases, investigate can pause for longer than SETTLE_S between batches (a full run
+    once stopped at 79 of ~350 bundles and reported their evidence as missing)."""
     deadline = time.monotonic() + timeout_s
     previous, stable_since = -1, time.monotonic()
     while True:
         observed = client.drill_observations(run_id)
         screened = sum(int(row["screened"]) for row in observed["screenings"])
+        escalated = {row["drill_id"] for row in observed["screenings"] if int(row["escalated"])}
+        waiting = len(escalated - {row["drill_id"] for row in observed["bundles"]})
         bundles = len(observed["bundles"])
         if bundles != previous:
             previous, stable_since = bundles, time.monotonic()
-        progress(f"screened {screened}/{events}, bundles {bundles}")
-        if screened >= events and time.monotonic() - stable_since >= SETTLE_S:
+        progress(f"screened {screened}/{events}, bundles {bundles}, escalated cases without one {waiting}")
+        if screened >= events and not waiting and time.monotonic() - stable_since >= SETTLE_S:
             return observed
         if time.monotonic() > deadline:
             return observed

@@ -192,3 +192,24 @@ def test_the_tool_poisoning_report_says_whether_descriptions_and_calls_were_flag
             row(3, ("tool_description",))]  # fmt: skip
     family = report(rows, {"*": 0.9})["families"]["tool_poisoning"]
     assert (family["recall"], family["description_flagged"], family["call_flagged"]) == (0.75, 0.5, 0.5)
+
+
+def test_the_wait_holds_until_every_escalated_case_has_its_bundle(monkeypatch):
+    """A bundle count that stalls is not the end: investigate pauses between batches."""
+    from pipeline.drills import runner
+
+    clock = [0.0]
+    monkeypatch.setattr(runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(runner.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    screenings = [{"drill_id": f"r/{c}", "screened": 1, "escalated": 1} for c in "ab"]
+    polls = []
+
+    class Client:
+        def drill_observations(self, run_id):
+            polls.append(clock[0])
+            bundles = [{"drill_id": "r/a"}] + ([{"drill_id": "r/b"}] if clock[0] >= 20 else [])  # b's comes late
+            return {"screenings": screenings, "bundles": bundles}
+
+    observed = runner.wait_for_pipeline(Client(), "r", 2, timeout_s=120, progress=lambda _: None)
+    assert {b["drill_id"] for b in observed["bundles"]} == {"r/a", "r/b"}
+    assert clock[0] >= 20 + runner.SETTLE_S
