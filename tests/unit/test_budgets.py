@@ -86,3 +86,15 @@ def test_a_tier2_timeout_sends_the_batch_on_with_the_reason():
 def test_within_budget_uncertain_events_need_tier2_to_flag_them():
     bundles = run(Investigator(SlowTier2()), escalations([0.6, 0.45]), TokenBucket(100, 100))
     assert [b.events[0].event_id for b in bundles] == ["e0"]  # tier 2 did not flag the uncertain one
+
+
+def test_a_tier2_timeout_keeps_the_chunks_that_finished(monkeypatch):
+    from pipeline.agents import investigate
+
+    monkeypatch.setattr(investigate, "TIER2_CHUNK", 1)
+    tier2 = SlowTier2(delay_s=0.1)
+    items = escalations([0.99, 0.6, 0.6])  # high first: it gets tier 2 before the deadline
+    bundles = run(Investigator(tier2), items, TokenBucket(100, 100), timeout_s=0.15)
+    by_event = {b.events[0].event_id: b for b in bundles}
+    assert by_event["e0"].tier2 and not by_event["e1"].tier2 and not by_event["e2"].tier2
+    assert all("timed out" in by_event[e].hops[-1].note for e in ("e1", "e2"))
