@@ -52,7 +52,7 @@ def wait_for_pipeline(
     """Until every drill event is screened, every case tier 1 escalated has its bundle, and the
     bundle count has settled (or the timeout). A settled count alone is not enough: with a few
     hundred cases, investigate can pause for longer than SETTLE_S between batches (a full run
-    once stopped at 79 of ~350 bundles and reported their evidence as missing)."""
+    once stopped at 79 of 499 bundles and reported their evidence as missing)."""
     deadline = time.monotonic() + timeout_s
     previous, stable_since = -1, time.monotonic()
     while True:
