@@ -33,12 +33,13 @@ def test_bucket_grants_the_burst_then_the_rate():
 class SlowTier2:
     """Unit tier: a stand-in model whose speed the test controls."""
 
-    def __init__(self, delay_s=0.0):
+    def __init__(self, delay_s=0.0, delays=()):
         self.delay_s = delay_s
+        self.delays = list(delays)  # per call, first; then delay_s
         self.seen = 0
 
     def assess(self, events):
-        time.sleep(self.delay_s)
+        time.sleep(self.delays.pop(0) if self.delays else self.delay_s)
         self.seen += len(events)
         return [
             Tier2Result(
@@ -88,12 +89,21 @@ def test_within_budget_uncertain_events_need_tier2_to_flag_them():
     assert [b.events[0].event_id for b in bundles] == ["e0"]  # tier 2 did not flag the uncertain one
 
 
-def test_a_tier2_timeout_keeps_the_chunks_that_finished(monkeypatch):
+def test_a_burst_longer_than_the_timeout_still_gets_tier2_when_each_chunk_is_in_time(monkeypatch):
     from pipeline.agents import investigate
 
     monkeypatch.setattr(investigate, "TIER2_CHUNK", 1)
     tier2 = SlowTier2(delay_s=0.1)
-    items = escalations([0.99, 0.6, 0.6])  # high first: it gets tier 2 before the deadline
+    bundles = run(Investigator(tier2), escalations([0.99, 0.6, 0.6]), TokenBucket(100, 100), timeout_s=0.15)
+    assert tier2.seen == 3 and len(bundles) == 3 and all(b.tier2 for b in bundles)  # 0.3 s in all
+
+
+def test_a_stuck_chunk_sends_it_and_the_rest_on_and_keeps_the_chunks_that_finished(monkeypatch):
+    from pipeline.agents import investigate
+
+    monkeypatch.setattr(investigate, "TIER2_CHUNK", 1)
+    tier2 = SlowTier2(delays=[0.01, 0.5, 0.01])
+    items = escalations([0.99, 0.6, 0.6])  # high first: it gets tier 2 before the stuck call
     bundles = run(Investigator(tier2), items, TokenBucket(100, 100), timeout_s=0.15)
     by_event = {b.events[0].event_id: b for b in bundles}
     assert by_event["e0"].tier2 and not by_event["e1"].tier2 and not by_event["e2"].tier2
