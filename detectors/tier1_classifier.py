@@ -50,15 +50,23 @@ def onnx_providers(prefer_gpu: bool = True) -> list[str]:
     return [*wanted, "CPUExecutionProvider"]
 
 
-def windows(text: str) -> list[str]:
-    """Overlapping windows over a long text; at most MAX_WINDOWS, spread evenly over it."""
-    if len(text) <= WINDOW_CHARS:
-        return [text]
-    starts = list(range(0, len(text) - WINDOW_CHARS + WINDOW_STEP, WINDOW_STEP))
+def window_starts(length: int) -> list[int]:
+    """Where the windows over a text of `length` characters start: overlapping, at most
+    MAX_WINDOWS, spread evenly over it."""
+    if length <= WINDOW_CHARS:
+        return [0]
+    starts = list(range(0, length - WINDOW_CHARS + WINDOW_STEP, WINDOW_STEP))
     if len(starts) > MAX_WINDOWS:
         stride = len(starts) / MAX_WINDOWS
         starts = [starts[int(k * stride)] for k in range(MAX_WINDOWS - 1)] + [starts[-1]]
-    return [text[start : start + WINDOW_CHARS] for start in starts]
+    return starts
+
+
+def windows(text: str) -> list[str]:
+    """Overlapping windows over a long text (see `window_starts`)."""
+    if len(text) <= WINDOW_CHARS:
+        return [text]
+    return [text[start : start + WINDOW_CHARS] for start in window_starts(len(text))]
 
 
 def output_text(event: LLMEvent) -> str:

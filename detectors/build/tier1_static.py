@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.build.composites import composite_windows
 from detectors.build.datasets import BENIGN_SOURCES, FAMILIES, SCREENED_BENIGN_SOURCES, SOURCES, LabelledSplit, load_all
 from detectors.build.static_vectors import build_static_table
 from detectors.featurize import Featurizer, StaticTable
@@ -67,6 +68,12 @@ BATCH = 1024
 #: 0.88% -> 0.59%, bfcl 1.04% -> 0.62%, s-labs TPR .552 -> .537).
 WEIGHTS = {"chatterbot": 2.0, "ovos": 2.0, "chitchat": 1.0}
 TRAIN_WINDOWS = 3  # windows a long training text contributes (first, middle, last)
+#: Long documents composed of training texts (detectors.build.composites), in these splits, each
+#: document carrying this share of a training text's weight.
+COMPOSITE_SPLITS: tuple[str, ...] = ("train",)
+COMPOSITE_WEIGHT = 1.0
+COMPOSITES = "+composites"
+LONG_DOCUMENT_PROBE_SEED = 99
 FAMILY_NAMES = sorted(FAMILIES)
 MIN_EXPORT_AGREEMENT = 0.995
 
@@ -137,6 +144,50 @@ def make_rows(splits: Sequence[LabelledSplit], featurize: Callable[[list[str]], 
         featurize(texts), np.asarray(attack), np.asarray(harmful), np.asarray(family), np.asarray(weight, np.float32),
         np.asarray(source), np.asarray(text_id),
     )  # fmt: skip
+
+
+def composite_rows(split: LabelledSplit, filler: Sequence[str], featurize: Callable[[list[str]], np.ndarray]) -> Rows:
+    """Windows of long documents composed from `split` (see `detectors.build.composites`): benign
+    windows are negatives of both heads; a buried attack's windows are positives of its head."""
+    found = composite_windows(split, filler)
+    base = WEIGHTS.get(split.source, SOURCES[split.source].weight) * COMPOSITE_WEIGHT
+    per_doc = np.bincount(found.doc) if found.doc else np.zeros(0, dtype=int)
+    labels = np.asarray(found.labels, dtype=int)
+    harmful_task = split.task == "harmful"
+    return Rows(
+        featurize(found.texts) if found.texts else np.zeros((0, featurize(["x"]).shape[1]), dtype=np.float32),
+        np.where(labels == 1, -1 if harmful_task else 1, 0) if len(labels) else labels,
+        labels * harmful_task,
+        np.asarray([FAMILY_NAMES.index(f) if f in FAMILY_NAMES else -1 for f in found.families], dtype=int),
+        np.asarray([base / per_doc[d] for d in found.doc], dtype=np.float32),
+        np.asarray([split.source] * len(labels)),
+        np.asarray(found.doc, dtype=int),
+    )  # fmt: skip
+
+
+def with_composites(
+    rows: dict[str, dict[str, Rows]], data: dict[str, dict[str, LabelledSplit]],
+    featurize: Callable[[list[str]], np.ndarray], splits: Sequence[str] = COMPOSITE_SPLITS,
+) -> dict[str, dict[str, Rows]]:  # fmt: skip
+    """Each source's composites of `splits`, kept apart from its plain rows (`<split>+composites`):
+    training and thresholds read both, the test figures only plain rows (filler: the benign-only
+    sources' same split)."""
+    for split in splits:
+        filler = [t for name in BENIGN_SOURCES for t in data[name][split].texts]
+        for name, by_split in data.items():
+            extra = composite_rows(by_split[split], filler, featurize)
+            if len(extra.x):
+                rows[name][split + COMPOSITES] = extra
+    return rows
+
+
+def part(rows: dict[str, Rows], split: str) -> list[Rows]:
+    """A source's rows of `split`, with that split's composites where it has them."""
+    return [rows[split], *([rows[split + COMPOSITES]] if split + COMPOSITES in rows else [])]
+
+
+def plain(rows: dict[str, Rows]) -> list[Rows]:
+    return [r for split, r in rows.items() if not split.endswith(COMPOSITES)]
 
 
 def _torch_model(width: int, mean: np.ndarray, std: np.ndarray) -> Any:
@@ -279,18 +330,26 @@ def _per_text_max(values: np.ndarray, text_id: np.ndarray) -> np.ndarray:
 
 
 def _per_text_label(values: np.ndarray, text_id: np.ndarray) -> np.ndarray:
-    out = np.zeros(int(text_id.max()) + 1 if len(text_id) else 0, dtype=values.dtype)
-    out[text_id] = values
+    """A text's label: the highest of its windows' (a composite document with a buried attack is
+    positive; a plain text's windows all carry its label)."""
+    out = np.full(int(text_id.max()) + 1 if len(text_id) else 0, -1 if values.min(initial=0) < 0 else 0,
+                  dtype=values.dtype)  # fmt: skip
+    np.maximum.at(out, text_id, values)
     return out
+
+
+def _positive_texts(rows: Rows) -> np.ndarray:
+    """1 for a text with an attack or harmful window, 0 for a benign one."""
+    positive: np.ndarray = _per_text_label(np.maximum(rows.attack, rows.harmful), rows.text_id) == 1
+    return positive.astype(int)
 
 
 def thresholds_for(scores: dict[str, np.ndarray], validation: Rows, target_fpr: float) -> dict[str, float]:
     """Per category: the target FPR over the validation texts that are benign (every source),
     raised where a benign-only source's validation would exceed PER_SOURCE_SHARE of it."""
-    benign = (validation.attack == 0) & (validation.harmful == 0)
-    is_benign = _per_text_label(benign.astype(int), validation.text_id) == 1
-    labels = np.where(is_benign, 0, 1)
-    source = _per_text_label(validation.source.astype(object), validation.text_id)
+    labels = _positive_texts(validation)
+    source = np.empty(len(labels), dtype=object)
+    source[validation.text_id] = validation.source
     result = {}
     for category, values in scores.items():
         fpr = HARMFUL_TARGET_FPR if category == HARMFUL_CATEGORY else target_fpr
@@ -306,8 +365,7 @@ def thresholds_for(scores: dict[str, np.ndarray], validation: Rows, target_fpr: 
 
 def thresholds_at(scores: dict[str, np.ndarray], validation: Rows, fpr: float) -> dict[str, float]:
     """Each category at one FPR over the pooled validation benign texts (no per-source caps)."""
-    benign = _per_text_label(((validation.attack == 0) & (validation.harmful == 0)).astype(int), validation.text_id)
-    labels = np.where(benign == 1, 0, 1)
+    labels = _positive_texts(validation)
     return {c: threshold_at_fpr(_per_text_max(v, validation.text_id), labels, fpr) for c, v in scores.items()}
 
 
@@ -346,10 +404,10 @@ def leave_one_source_out(
     for held in [name for name in data if name in SOURCES and any((r.attack == 1).any() or (r.harmful == 1).any()
                                                                    for r in data[name].values())]:  # fmt: skip
         others = [n for n in data if n != held]
-        train = concat([data[n]["train"] for n in others])
-        validation = concat([data[n]["validation"] for n in others])
+        train = concat([r for n in others for r in part(data[n], "train")])
+        validation = concat([r for n in others for r in part(data[n], "validation")])
         trained = fit_recipe(train, validation)
-        test = concat(list(data[held].values()))
+        test = concat(plain(data[held]))
         category = HARMFUL_CATEGORY if SOURCES[held].task == "harmful" else TIER1_CATEGORY
         scores = text_scores(trained, test)
         positive = _per_text_label(np.maximum(test.attack, test.harmful), test.text_id)
@@ -451,8 +509,9 @@ def build_tier1_static(
     featurizer.warm()
     step(f"static table: {table_card['vocabulary']} words; featurising every split")
     rows = {name: {split: make_rows([s], featurizer) for split, s in splits.items()} for name, splits in data.items()}
-    train = concat([r["train"] for r in rows.values()])
-    validation = concat([r["validation"] for r in rows.values()])
+    with_composites(rows, data, featurizer)
+    train = concat([r for by_split in rows.values() for r in part(by_split, "train")])
+    validation = concat([r for by_split in rows.values() for r in part(by_split, "validation")])
     step(f"training the heads on {len(train.x)} windows")
     trained = fit_recipe(train, validation)
 
@@ -530,6 +589,7 @@ def build_tier1_static(
         "benign_fpr_from": "test splits of the benign sources tier 1 screens at run time (bfcl-tools, tool "
         "descriptions, is a training negative only: the tool lint reads descriptions; see test.bfcl-tools)",
         "per_family": per_family(trained, rows),
+        "long_documents": long_documents(trained, data, featurizer),
         "cross_source": cross,
         "calibration": {"method": "Platt scaling on the validation splits, inside the ONNX graph", **trained.platt},
         "export_agreement": agreement,
@@ -565,6 +625,37 @@ def build_tier1_static(
 
 def _digest(*paths: Path) -> str:
     return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:10]
+
+
+def long_documents(
+    trained: Trained, data: dict[str, dict[str, LabelledSplit]], featurize: Callable[[list[str]], np.ndarray]
+) -> dict[str, Any]:  # fmt: skip
+    """Long documents composed from the *test* splits (never trained on): how often a benign one
+    routes, and how often an attack buried in benign text still routes, at the shipped thresholds."""
+    filler = [t for name in BENIGN_SOURCES for t in data[name]["test"].texts]
+    figures: dict[str, Any] = {}
+    for name, splits in data.items():
+        found = composite_windows(splits["test"], filler, seed=LONG_DOCUMENT_PROBE_SEED)
+        if not found.texts:
+            continue
+        scores = probabilities(trained.model, featurize(found.texts))
+        doc = np.asarray(found.doc)
+        routed = np.maximum(scores[TIER1_CATEGORY] / trained.thresholds[TIER1_CATEGORY],
+                            scores[HARMFUL_CATEGORY] / trained.thresholds[HARMFUL_CATEGORY])  # fmt: skip
+        per_doc = _per_text_max(routed, doc) >= 1.0
+        positive = _per_text_label(np.asarray(found.labels), doc) == 1
+        figures[name] = {
+            "documents": len(per_doc),
+            **({"benign_routed": round(float(per_doc[~positive].mean()), 4)} if (~positive).any() else {}),
+            **({"buried_attack_routed": round(float(per_doc[positive].mean()), 4)} if positive.any() else {}),
+        }
+    benign = [f["benign_routed"] for n, f in figures.items() if "benign_routed" in f and n in SCREENED_BENIGN_SOURCES]
+    return {
+        "per_source": figures,
+        "benign_routed_max": max(benign, default=0.0),
+        "built_from": "test splits: 8-60 benign rows of a source joined; or one attack of a source placed among "
+        "benign test rows of the benign-only sources (detectors.build.composites)",
+    }
 
 
 def per_family(trained: Trained, rows: dict[str, dict[str, Rows]]) -> dict[str, Any]:

@@ -30,10 +30,11 @@ def score(model, ev, category):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="v2 regression (issue 14): a 73-character override inside 512-character windows of ordinary prose "
-    "scores 0.17, below the filler's own 0.17 max (alone: 0.997); the mean pooling is dominated by the filler. "
-    "Fix: train on attacks spliced into benign text, or score sentence windows. The instruction-override rule "
-    "still catches this phrasing.",
+    reason="v2 (issue 14): a 73-character override inside 512-character windows of ordinary prose scores 0.34 "
+    "against the filler's own 0.07 (alone: 0.99; threshold 0.89): the mean pooling is dominated by the filler. "
+    "Training on attacks buried in benign text (detectors/build/composites.py) took it from 0.17 (the filler's "
+    "own 0.17) to 0.34; crossing the threshold needs smaller windows or a model that reads word order. The "
+    "instruction-override rule still catches this phrasing.",
 )
 def test_an_attack_in_the_middle_of_a_long_input_is_found(model):
     buried = FILLER * 60 + ATTACK + " " + FILLER * 60
