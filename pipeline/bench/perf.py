@@ -130,8 +130,8 @@ def bench_ingest(settings: Settings, rounds: int = 6) -> dict[str, Any]:
 
 def load_month(store: Any, perf: Any, days: int, now_s: int) -> int:
     """30 days of per-minute states for 50 models x 2 sides x 5 services (a model per service),
-    built in the engine (one value per minute state: the report reads hour and day states, which
-    the store's own rollup merges from them), then rolled up to hours and days."""
+    built in the engine (one value per minute state: the report reads hour, day and week states,
+    which the store's own rollup merges from them), then rolled up to hours, days and weeks."""
     start = (now_s - days * 86400) // 60 * 60
     minutes = days * 1440
     keys = len(MODELS) * 2
@@ -140,6 +140,7 @@ def load_month(store: Any, perf: Any, days: int, now_s: int) -> int:
     for day in range(start // 86400 * 86400, now_s + 86400, 86400):
         perf._roll_up("req", "hour", "minute", day, day + 86400)
     perf._roll_up("req", "day", "hour", start // 86400 * 86400, now_s + 86400)
+    perf._roll_up("req", "week", "day", start // (7 * 86400) * 7 * 86400, now_s + 7 * 86400)
     return minutes * keys
 
 

@@ -5,8 +5,8 @@ Rolling, not incrementing: a touched minute's state is recomputed from that minu
 deduplicated raw rows (`FINAL`) and replaces the previous state (ReplacingMergeTree on a
 version); its hour is recomputed from its minutes and its day from its hours. A replay, a late
 span or a re-delivered batch therefore never counts twice. A window is read from the coarsest
-tier that covers each part of it (days, then hours, then minutes at the edge), so 30 days of
-50 models is a few thousand states to merge, not two million.
+tier that covers each part of it (weeks, then days, hours, and minutes at the edge), so 30 days
+of 50 models is about a thousand states to merge, not two million.
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ from pipeline.perf.slo import rollup_expressions
 from pipeline.store.clickhouse import Store
 from schemas.perf import HistogramDelta, RequestTiming, SloFile
 
-MINUTE, HOUR, DAY = 60, 3600, 86400
-TIERS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
+MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400
+TIERS = {"minute": MINUTE, "hour": HOUR, "day": DAY, "week": WEEK}
+#: Each tier's bucket start in SQL (weeks: 7-day buckets from the epoch, as `cover` counts them).
+_START_OF = {
+    "hour": "toStartOfHour(bucket)",
+    "day": "toStartOfDay(bucket)",
+    "week": f"toDateTime(intDiv(toUnixTimestamp(bucket), {WEEK}) * {WEEK}, 'UTC')",
+}
 QUANTILES = (0.5, 0.95, 0.99)
 TIMINGS = ("e2e", "ttft", "tpot", "ntpot", "queue", "tokens_per_s")
 REQUEST_COLUMNS = [
@@ -54,8 +60,8 @@ class Segment:
 
 def cover(start_s: int, end_s: int) -> list[Segment]:
     """Tier segments that cover [start, end): minutes up to the first whole hour, hours up to the
-    first whole day, whole days after. A tier's latest bucket is kept current by the rollup, so
-    the open end needs no finer tier."""
+    first whole day, days up to the first whole week, whole weeks after. A tier's latest bucket
+    is kept current by the rollup, so the open end needs no finer tier."""
     start_s = start_s // MINUTE * MINUTE
     if end_s <= start_s:
         return []
@@ -70,7 +76,12 @@ def cover(start_s: int, end_s: int) -> list[Segment]:
         return [*segments, Segment("hour", hour, end_s)]
     if day > hour:
         segments.append(Segment("hour", hour, day))
-    return [*segments, Segment("day", day, end_s)]
+    week = -(-day // WEEK) * WEEK
+    if end_s - week < 2 * WEEK:
+        return [*segments, Segment("day", day, end_s)]
+    if week > day:
+        segments.append(Segment("day", day, week))
+    return [*segments, Segment("week", week, end_s)]
 
 
 def _nan_none(value: float) -> float | None:
@@ -144,7 +155,7 @@ class PerfStore:
     # -- rollup ---------------------------------------------------------------------------
 
     def roll(self, request_minutes: Iterable[int], hist_minutes: Iterable[int]) -> None:
-        """Recompute the states of the touched minutes (epoch s), then their hours and days."""
+        """Recompute the states of the touched minutes (epoch s), then their hours, days and weeks."""
         for base, minutes in (("req", set(request_minutes)), ("hist", set(hist_minutes))):
             if not minutes:
                 continue
@@ -156,6 +167,8 @@ class PerfStore:
             days = {h // DAY * DAY for h in hours}
             for lo, hi in _runs(days, DAY):
                 self._roll_up(base, "day", "hour", lo, hi)
+            for lo, hi in _runs({d // WEEK * WEEK for d in days}, WEEK):
+                self._roll_up(base, "week", "day", lo, hi)
 
     def _roll_minutes(self, base: str, lo: int, hi: int) -> None:
         version = time.time_ns()
@@ -185,7 +198,6 @@ class PerfStore:
         self.store.command(sql, params)
 
     def _roll_up(self, base: str, tier: str, finer: str, lo: int, hi: int) -> None:
-        start = "toStartOfHour" if tier == "hour" else "toStartOfDay"
         if base == "req":
             merged = ", ".join(f"{_STATE.replace('(', 'MergeState(', 1)}({t}) AS {t}" for t in TIMINGS)
             columns = (
@@ -199,7 +211,7 @@ class PerfStore:
                       "sumForEach(counts) AS counts"  # fmt: skip
             keys = HIST_KEYS
         self.store.command(
-            f"INSERT INTO perf_{base}_{tier} SELECT {start}(bucket) AS b, {columns} FROM perf_{base}_{finer} FINAL "
+            f"INSERT INTO perf_{base}_{tier} SELECT {_START_OF[tier]} AS b, {columns} FROM perf_{base}_{finer} FINAL "
             f"WHERE bucket >= toDateTime({{lo:Int64}}, 'UTC') AND bucket < toDateTime({{hi:Int64}}, 'UTC') "
             f"GROUP BY b, {keys}",
             {"version": time.time_ns(), "lo": lo, "hi": hi},
@@ -367,21 +379,23 @@ class PerfStore:
         each start and -1 at each end; ends sort first at equal times)."""
         where, params = self._filters(service, model, False)
         params.update({"lo": start_s, "hi": end_s})
+        # One scan of the client rows: each becomes a start (+1) and an end (-1) event, and the
+        # running sum over its service gives the in-flight count at each start.
         clients = (
-            "SELECT request_id, trace_id, span_id, attempt_span_ids, service, model, start_at, e2e_ms "
-            "FROM perf_requests FINAL WHERE side = 'client' AND start_at >= toDateTime64({lo:Int64}, 6, 'UTC') "
-            f"AND start_at < toDateTime64({{hi:Int64}}, 6, 'UTC') AND {where}"
+            "SELECT trace_id, span_id, attempt_span_ids, service, model, e2e_ms, "
+            "toUnixTimestamp64Nano(start_at) AS t0 FROM perf_requests FINAL WHERE side = 'client' "
+            "AND start_at >= toDateTime64({lo:Int64}, 6, 'UTC') AND start_at < toDateTime64({hi:Int64}, 6, 'UTC') "
+            f"AND {where}"
         )
         paired = (
-            f"WITH clients AS ({clients}), "
-            "inflight AS (SELECT request_id, n FROM (SELECT request_id, kind, sum(delta) OVER (PARTITION BY service "
-            "ORDER BY t, kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n FROM ("
-            "SELECT request_id, service, toUnixTimestamp64Nano(start_at) AS t, 1 AS kind, 1 AS delta FROM clients "
-            "UNION ALL SELECT request_id, service, toUnixTimestamp64Nano(start_at) + toInt64(e2e_ms * 1e6) AS t, "
-            "0 AS kind, -1 AS delta FROM clients)) WHERE kind = 1), "
-            "pairs AS (SELECT c.service AS service, c.model AS model, c.request_id AS request_id, "
+            "WITH inflight AS (SELECT * FROM (SELECT trace_id, span_id, attempt_span_ids, service, model, e2e_ms, "
+            "ev.2 AS kind, sum(ev.3) OVER (PARTITION BY service ORDER BY ev.1, ev.2 "
+            "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n "
+            f"FROM ({clients}) ARRAY JOIN [(t0, 1, 1), (t0 + toInt64(e2e_ms * 1e6), 0, -1)] AS ev) "
+            "WHERE kind = 1), "
+            "pairs AS (SELECT c.service AS service, c.model AS model, c.n AS n, "
             "c.e2e_ms AS client_ms, s.e2e_ms AS server_ms, s.queue_ms AS queue_ms, c.e2e_ms - s.e2e_ms AS gap_ms "
-            "FROM clients AS c ARRAY JOIN arrayConcat([c.span_id], c.attempt_span_ids) AS pid "
+            "FROM inflight AS c ARRAY JOIN arrayConcat([c.span_id], c.attempt_span_ids) AS pid "
             "INNER JOIN (SELECT trace_id, parent_span_id, e2e_ms, queue_ms FROM perf_requests FINAL "
             "WHERE side = 'server' AND start_at >= toDateTime64({lo:Int64} - 600, 6, 'UTC')) AS s "
             "ON s.trace_id = c.trace_id AND s.parent_span_id = pid) "
@@ -390,7 +404,7 @@ class PerfStore:
             paired + "SELECT service, model, toUInt32(pow(2, floor(log2(greatest(n, 1))))) AS level, count() AS pairs, "
             "quantiles(0.5, 0.95)(client_ms) AS client, quantiles(0.5, 0.95)(server_ms) AS server, "
             "quantiles(0.5, 0.95)(gap_ms) AS gap, quantilesIf(0.5, 0.95)(queue_ms, NOT isNaN(queue_ms)) AS queue, "
-            "grouping(service, model) AS per_level FROM pairs INNER JOIN inflight USING request_id "
+            "grouping(service, model) AS per_level FROM pairs "
             "GROUP BY GROUPING SETS ((service, model), (level)) ORDER BY service, model, level",
             params,
         )

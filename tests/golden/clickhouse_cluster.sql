@@ -893,3 +893,21 @@ ALTER TABLE screenings ON CLUSTER oodwatch ADD COLUMN IF NOT EXISTS grant_id Str
 ALTER TABLE evidence_bundles_local ON CLUSTER oodwatch ADD COLUMN IF NOT EXISTS grant_id String DEFAULT '';
 
 ALTER TABLE evidence_bundles ON CLUSTER oodwatch ADD COLUMN IF NOT EXISTS grant_id String DEFAULT '';
+
+CREATE TABLE IF NOT EXISTS perf_req_week_local ON CLUSTER oodwatch AS perf_req_minute_local
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/perf_req_week_local', '{replica}', version)
+PARTITION BY toYear(bucket)
+ORDER BY (bucket, service, model, side, tenant, provider, drill_id)
+TTL bucket + INTERVAL 800 DAY;
+
+CREATE TABLE IF NOT EXISTS perf_req_week ON CLUSTER oodwatch AS perf_req_minute
+ENGINE = Distributed(oodwatch, currentDatabase(), perf_req_week_local, cityHash64(bucket, service, model, side, tenant, provider, drill_id));
+
+CREATE TABLE IF NOT EXISTS perf_hist_week_local ON CLUSTER oodwatch AS perf_hist_minute_local
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/perf_hist_week_local', '{replica}', version)
+PARTITION BY toYear(bucket)
+ORDER BY (bucket, metric, service, model, side, tenant, provider, token_type, drill_id, bounds)
+TTL bucket + INTERVAL 800 DAY;
+
+CREATE TABLE IF NOT EXISTS perf_hist_week ON CLUSTER oodwatch AS perf_hist_minute
+ENGINE = Distributed(oodwatch, currentDatabase(), perf_hist_week_local, cityHash64(bucket, metric, service, model, side, tenant, provider, token_type, drill_id, bounds));

@@ -216,13 +216,19 @@ def test_drill_objectives_are_read_per_drill_case_and_live_ones_only_live() -> N
 # -- windows and the gap verdict -------------------------------------------------------------
 
 
-def test_cover_reads_days_hours_and_a_fringe_of_minutes() -> None:
-    day = 86400 * 20000
+def test_cover_reads_weeks_days_hours_and_a_fringe_of_minutes() -> None:
+    day = 86400 * 20000  # a Thursday; weeks are 7-day buckets from the epoch: the next starts on day 20006
+    week = 86400 * 20006
     assert cover(day + 600, day + 3000) == [Segment("minute", day + 600, day + 3000)]
+    assert cover(day + 1800, day + 10 * 86400) == [
+        Segment("minute", day + 1800, day + 3600), Segment("hour", day + 3600, day + 86400),
+        Segment("day", day + 86400, day + 10 * 86400),
+    ]  # fmt: skip
     assert cover(day + 1800, day + 30 * 86400) == [
         Segment("minute", day + 1800, day + 3600), Segment("hour", day + 3600, day + 86400),
-        Segment("day", day + 86400, day + 30 * 86400),
+        Segment("day", day + 86400, week), Segment("week", week, day + 30 * 86400),
     ]  # fmt: skip
+    assert cover(week, week + 21 * 86400) == [Segment("week", week, week + 21 * 86400)]
     assert aligned_start(day + 1234, 30 * 86400) == day and aligned_start(day + 1234, 3600) == day + 1200
 
 
