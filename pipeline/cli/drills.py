@@ -62,6 +62,15 @@ def stack_for(settings: Settings, local_judge: bool) -> Iterator[Settings]:
         stack.stop()
 
 
+#: Seconds a drill waits for the pipeline when `--timeout` is not given.
+WAIT_S = {"version_drift": 1800.0}
+DEFAULT_WAIT_S = 300.0
+
+
+def wait_s(args: argparse.Namespace, family: str | None = None) -> float:
+    return float(args.timeout) if args.timeout is not None else WAIT_S.get(family or "", DEFAULT_WAIT_S)
+
+
 def run_version_drift(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     """`--family version_drift`: seeded runs of an old version, two drifted new versions and an
     unchanged control (it runs on its own: it needs thousands of events per run)."""
@@ -70,7 +79,7 @@ def run_version_drift(settings: Settings, args: argparse.Namespace) -> tuple[dic
     with stack_for(settings, args.local_judge) as running:
         summary = run_version_drift(
             running, runs=args.runs, events_old=args.events_old, events_new=args.events_new, seed_set=args.seed_set,
-            timeout_s=args.timeout or 1800.0, progress=_say,
+            timeout_s=wait_s(args, FAMILY), progress=_say,
         )  # fmt: skip
     png = args.png or settings.data_dir / "drills" / f"{summary['run_id']}-{FAMILY}.png"
     summary["chart"] = str(chart(summary, png))
@@ -97,7 +106,7 @@ def run_once(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, An
         summary, results = run_drill(
             running, families=args.family or list(FAMILIES), per_generator=args.per_generator,
             seed_set=args.seed_set, control_ratio=args.control_ratio, floors=parse_floors(args.floor, args.min_recall),
-            timeout_s=args.timeout or 300.0, progress=_say,
+            timeout_s=wait_s(args), progress=_say,
         )  # fmt: skip
     png = args.png or settings.data_dir / "drills" / f"{summary['run_id']}.png"
     summary["chart"] = str(chart(summary, results, png))
@@ -111,7 +120,7 @@ def run_perf_regression(settings: Settings, args: argparse.Namespace) -> tuple[d
     from pipeline.drills.perf_regression import render, results, run_perf_drill
 
     with stack_for(settings, args.local_judge) as running:
-        summary = run_perf_drill(running, timeout_s=args.timeout, progress=_say)
+        summary = run_perf_drill(running, timeout_s=wait_s(args), progress=_say)
         client = TriageClient.from_settings(running)
         try:
             client.store_drill_results(summary["run_id"], [r.model_dump() for r in results(summary)])

@@ -213,3 +213,35 @@ def test_the_wait_holds_until_every_escalated_case_has_its_bundle(monkeypatch):
     observed = runner.wait_for_pipeline(Client(), "r", 2, timeout_s=120, progress=lambda _: None)
     assert {b["drill_id"] for b in observed["bundles"]} == {"r/a", "r/b"}
     assert clock[0] >= 20 + runner.SETTLE_S
+
+
+def test_the_perf_drill_from_the_command_line_waits_its_default_without_timeout(monkeypatch):
+    import contextlib
+
+    from pipeline.cli import drills as cli
+    from pipeline.cli.client import TriageClient
+    from pipeline.cli.main import build_parser
+    from pipeline.drills import perf_regression
+
+    waited = []
+
+    def fake_drill(settings, *, timeout_s, progress):  # the unit tier stands in for the stack and the drill
+        waited.append(timeout_s)
+        return {"run_id": "perf-r", "passed": True}
+
+    class Client:
+        def store_drill_results(self, run_id, rows):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(cli, "stack_for", lambda settings, judge: contextlib.nullcontext(settings))
+    monkeypatch.setattr(perf_regression, "run_perf_drill", fake_drill)
+    monkeypatch.setattr(perf_regression, "results", lambda summary: [])
+    monkeypatch.setattr(TriageClient, "from_settings", classmethod(lambda cls, settings: Client()))
+    monkeypatch.setattr(perf_regression, "render", lambda summary: "ok")
+    for argv, expected in ((["drill", "run", "--family", "perf_regression"], 300.0),
+                           (["drill", "run", "--family", "perf_regression", "--timeout", "42"], 42.0)):  # fmt: skip
+        assert cli.run_once(None, build_parser().parse_args(argv))[1] == 0
+        assert waited.pop() == expected
