@@ -7,6 +7,7 @@ what the prompt classifier was trained on; both are left out (output checks are 
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
@@ -85,3 +86,42 @@ def normalize_for_classifier(text: str) -> str:
         lowered = text.lower()
         return _FOLDABLE_TOKEN.sub(_fold, lowered) if _LEET_CHARS.search(lowered) else lowered
     return _FOLDABLE_TOKEN.sub(_fold, unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).lower())
+
+
+#: Text fields of embedded JSON that tier 1 also reads on their own (see `json_text_fields`).
+JSON_FIELD_MIN_CHARS = 24
+JSON_MAX_FIELDS = 64
+JSON_MAX_CHARS = 262_144
+
+
+_JSON_START = re.compile(r"^[ \t]*[\[{]", re.MULTILINE)
+_JSON = json.JSONDecoder()
+
+
+def json_text_fields(text: str) -> list[str]:
+    """The longer string values of the JSON in a text (a tool result, or JSON pasted on its own
+    lines after a question), longest first, at most JSON_MAX_FIELDS. An instruction in one field
+    of a tool result is diluted by the JSON around it: read whole, attacks placed in a text field
+    of the test splits' tool results routed 0-41%; read as fields, as often as alone (69-96%).
+    Only a bracket that opens a line is tried, so prose with brackets costs one regex scan."""
+    if len(text) > JSON_MAX_CHARS:
+        return []
+    start = _JSON_START.search(text)
+    if start is None:
+        return []
+    try:
+        value, _ = _JSON.raw_decode(text, start.end() - 1)
+    except (ValueError, RecursionError):
+        return []
+    fields: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if len(item) >= JSON_FIELD_MIN_CHARS:
+                fields.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(fields, key=len, reverse=True)[:JSON_MAX_FIELDS]

@@ -22,7 +22,7 @@ import numpy as np
 
 from detectors.base import MatrixDetector
 from detectors.featurize import Featurizer, StaticTable
-from detectors.text import normalize_for_classifier
+from detectors.text import json_text_fields, normalize_for_classifier
 from schemas.events import LLMEvent
 
 MODEL_FILE = "tier1.onnx"
@@ -238,17 +238,19 @@ class Tier1Classifier(MatrixDetector):
         return np.stack([scores[c] for c in self.category_thresholds], axis=1).astype(np.float32)
 
     def part_scores(self, parts: Sequence[str]) -> list[np.ndarray]:
-        """One score row per text part: the max over its windows. Each part is normalised once,
-        then windowed; rows are cached by the part's text."""
+        """One score row per text part: the max over its windows, and over the windows of the
+        text fields of JSON in it (`json_text_fields`). Each part is normalised once, then
+        windowed; rows are cached by the part's text."""
         rows: list[np.ndarray | None] = [self._cache.get(p) for p in parts]
         missing = [i for i, row in enumerate(rows) if row is None]
         if missing:
             texts: list[str] = []
             owners: list[int] = []
             for i in missing:
-                for window in windows(normalize_for_classifier(parts[i])):
-                    texts.append(window)
-                    owners.append(i)
+                for piece in (parts[i], *json_text_fields(parts[i])):
+                    for window in windows(normalize_for_classifier(piece)):
+                        texts.append(window)
+                        owners.append(i)
             matrix = self._text_matrix(texts)
             fresh: dict[int, np.ndarray] = {}
             for k, owner in enumerate(owners):

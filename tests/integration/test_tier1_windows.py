@@ -85,3 +85,23 @@ def test_history_is_read_from_the_cache_not_rescored(model):
 def test_hostile_input_scores_and_never_crashes(model, text):
     scores = model.score([event(text), event("hello")])
     assert len(scores) == 2 and all(0.0 <= s.score <= 1.0 for row in scores for s in row)
+
+
+def test_an_instruction_in_a_text_field_of_a_tool_result_is_read_on_its_own(model):
+    import json
+
+    result = {"order": "A-1042", "status": "in transit", "carrier": "DHL", "eta": "2 days",
+              "history": [{"at": "2026-03-02T10:00:00Z", "where": "Leipzig hub", "event": "departed"}] * 6}  # fmt: skip
+    clean = json.dumps(result, indent=2)
+    poisoned = json.dumps({**result, "customer_note": ATTACK}, indent=2)
+
+    def tool_turn(content):
+        return LLMEvent(
+            event_id="e", trace_id="t", span_id="s", session_id="x",
+            input_messages=(Message(role="user", content="Where is my order?"), Message(role="tool", content=content)),
+        )  # fmt: skip
+
+    assert not score(model, tool_turn(clean), "injection").flagged
+    assert score(model, tool_turn(poisoned), "injection").flagged
+    whole = model._model.predict([poisoned])["injection"][0]  # the JSON around it dilutes the attack
+    assert whole < score(model, tool_turn(poisoned), "injection").threshold
