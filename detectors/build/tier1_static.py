@@ -36,7 +36,7 @@ from detectors.build.datasets import BENIGN_SOURCES, FAMILIES, SCREENED_BENIGN_S
 from detectors.build.static_vectors import build_static_table
 from detectors.featurize import Featurizer, StaticTable
 from detectors.speed import measure
-from detectors.text import normalize_for_classifier
+from detectors.text import json_text_fields, normalize_for_classifier
 from detectors.tier1_classifier import (
     HARMFUL_CATEGORY,
     META_FILE,
@@ -590,6 +590,7 @@ def build_tier1_static(
         "descriptions, is a training negative only: the tool lint reads descriptions; see test.bfcl-tools)",
         "per_family": per_family(trained, rows),
         "long_documents": long_documents(trained, data, featurizer),
+        "json_fields": json_fields(trained, data, featurizer),
         "cross_source": cross,
         "calibration": {"method": "Platt scaling on the validation splits, inside the ONNX graph", **trained.platt},
         "export_agreement": agreement,
@@ -656,6 +657,48 @@ def long_documents(
         "built_from": "test splits: 8-60 benign rows of a source joined; or one attack of a source placed among "
         "benign test rows of the benign-only sources (detectors.build.composites)",
     }
+
+
+#: Free-text fields of a tool result an attack is placed in (`json_fields`).
+JSON_TEXT_FIELDS = ("notes", "description", "comment", "message", "content", "summary", "body", "text")
+JSON_PROBE_PER_SOURCE = 200
+
+
+def json_fields(
+    trained: Trained, data: dict[str, dict[str, LabelledSplit]], featurize: Callable[[list[str]], np.ndarray]
+) -> dict[str, Any]:  # fmt: skip
+    """Attacks of each source's *test* split placed in a text field of a JSON tool result from the
+    tool-outputs test split, read as the runtime reads a part (its windows, and its JSON text
+    fields on their own): how often they route, beside the benign tool results themselves."""
+    rng = np.random.default_rng(LONG_DOCUMENT_PROBE_SEED)
+    results = [t for t in data["tool-outputs"]["test"].texts if t.lstrip().startswith("{")]
+
+    def routed(texts: list[str]) -> float:
+        windows_of = [[w for piece in (t, *json_text_fields(t)) for w in windows(normalize_for_classifier(piece))]
+                      for t in texts]  # fmt: skip
+        flat = [w for ws in windows_of for w in ws]
+        owner = np.repeat(np.arange(len(texts)), [len(ws) for ws in windows_of])
+        scores = probabilities(trained.model, featurize(flat))
+        ratio = np.maximum(scores[TIER1_CATEGORY] / trained.thresholds[TIER1_CATEGORY],
+                           scores[HARMFUL_CATEGORY] / trained.thresholds[HARMFUL_CATEGORY])  # fmt: skip
+        return round(float(np.mean(_per_text_max(ratio, owner) >= 1.0)), 4)
+
+    figures: dict[str, Any] = {"benign_tool_results_routed": routed(results) if results else None}
+    for name, splits in data.items():
+        attacks = [t for t, y in zip(splits["test"].texts, splits["test"].labels, strict=True) if y]
+        if not attacks or not results:
+            continue
+        attacks = attacks[:JSON_PROBE_PER_SOURCE]
+        placed = []
+        for attack in attacks:
+            result = json.loads(results[int(rng.integers(len(results)))])
+            result = result if isinstance(result, dict) else {"data": result}
+            result[JSON_TEXT_FIELDS[int(rng.integers(len(JSON_TEXT_FIELDS)))]] = attack
+            placed.append(json.dumps(result, indent=2 if rng.random() < 0.5 else None))
+        figures[name] = {
+            "attacks": len(attacks), "alone_routed": routed(attacks), "in_json_field_routed": routed(placed),
+        }  # fmt: skip
+    return figures
 
 
 def per_family(trained: Trained, rows: dict[str, dict[str, Rows]]) -> dict[str, Any]:
