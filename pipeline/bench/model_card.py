@@ -169,6 +169,27 @@ def render(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def embedded_attacks(card: dict[str, Any]) -> list[str]:
+    """Long documents and JSON fields built from the test splits (cards from before them: nothing)."""
+    lines: list[str] = []
+    documents = card.get("long_documents")
+    if documents:
+        lines += ["", f"long documents (test rows joined; benign routed max {_pct(documents['benign_routed_max'])})"]
+        for name, d in documents["per_source"].items():
+            benign, buried = d.get("benign_routed"), d.get("buried_attack_routed")
+            lines.append(f"  {name:<24} {d['documents']:>4} documents   benign routed {_pct(benign):>6}   "
+                         f"attack buried in benign text routed {_pct(buried):>6}")  # fmt: skip
+    fields = card.get("json_fields")
+    if fields:
+        lines += ["", f"attacks in a JSON tool result's text field (benign tool results routed "
+                      f"{_pct(fields['benign_tool_results_routed'])})"]  # fmt: skip
+        for name, f in fields.items():
+            if isinstance(f, dict):
+                lines.append(f"  {name:<24} {f['attacks']:>4} attacks   routed alone {_pct(f['alone_routed']):>6}   "
+                             f"in a JSON field {_pct(f['in_json_field_routed']):>6}")  # fmt: skip
+    return lines
+
+
 def render_static(card: dict[str, Any]) -> str:
     features = card["features"]
     lines = [
@@ -196,6 +217,7 @@ def render_static(card: dict[str, Any]) -> str:
             f"  {name:<30} {_pct(t.get('tpr_at_threshold')):>7}  {_pct(t.get('tpr_routed')):>7}  "
             f"{_pct(t.get('fpr_routed')):>9}   {_num(t.get('auc'))}"
         )
+    lines += embedded_attacks(card)
     lines += ["", "categories (threshold at target FPR on pooled validation benign; only top-level ones route)"]
     for category, c in card["categories"].items():
         figures = card["per_family"].get(category, {})

@@ -60,3 +60,18 @@ def test_composite_rows_label_both_heads_and_split_each_documents_weight():
     assert (rows.attack[~positive] == 0).all() and (rows.harmful[~positive] == 0).all()  # filler: benign to both
     per_doc = np.bincount(rows.text_id, weights=rows.weight)
     assert np.allclose(per_doc, T.SOURCES["advbench"].weight * T.COMPOSITE_WEIGHT)
+
+
+def test_the_card_prints_long_documents_and_json_fields_and_older_cards_print_nothing():
+    from pipeline.bench.model_card import embedded_attacks
+
+    card = {
+        "long_documents": {"benign_routed_max": 0.025, "per_source": {
+            "bfcl": {"documents": 120, "benign_routed": 0.025}, "s-labs": {"documents": 9, "buried_attack_routed": 0.5}}},
+        "json_fields": {"benign_tool_results_routed": 0.0066,
+                        "s-labs": {"attacks": 200, "alone_routed": 0.685, "in_json_field_routed": 0.6}},
+    }  # fmt: skip
+    text = "\n".join(embedded_attacks(card))
+    assert "benign routed max 2.5%" in text and "benign tool results routed 0.7%" in text
+    assert "bfcl" in text and "in a JSON field  60.0%" in text and "routed alone  68.5%" in text
+    assert embedded_attacks({}) == []
