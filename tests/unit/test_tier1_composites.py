@@ -67,7 +67,8 @@ def test_the_card_prints_long_documents_and_json_fields_and_older_cards_print_no
 
     card = {
         "long_documents": {"benign_routed_max": 0.025, "per_source": {
-            "bfcl": {"documents": 120, "benign_routed": 0.025}, "s-labs": {"documents": 9, "buried_attack_routed": 0.5}}},
+            "bfcl": {"documents": 120, "benign_routed": 0.025},
+            "s-labs": {"documents": 9, "buried_attack_routed": 0.5}}},
         "json_fields": {"benign_tool_results_routed": 0.0066,
                         "s-labs": {"attacks": 200, "alone_routed": 0.685, "in_json_field_routed": 0.6}},
     }  # fmt: skip
