@@ -69,6 +69,12 @@ def windows(text: str) -> list[str]:
     return [text[start : start + WINDOW_CHARS] for start in window_starts(len(text))]
 
 
+def part_windows(part: str) -> list[str]:
+    """What tier 1 scores of one text part: the windows of the part, and of each text field of
+    JSON in it (`json_text_fields`), each normalised once. The build's card reads parts this way too."""
+    return [w for piece in (part, *json_text_fields(part)) for w in windows(normalize_for_classifier(piece))]
+
+
 def output_text(event: LLMEvent) -> str:
     return "\n".join(m.content for m in event.output_messages if m.content)
 
@@ -247,10 +253,9 @@ class Tier1Classifier(MatrixDetector):
             texts: list[str] = []
             owners: list[int] = []
             for i in missing:
-                for piece in (parts[i], *json_text_fields(parts[i])):
-                    for window in windows(normalize_for_classifier(piece)):
-                        texts.append(window)
-                        owners.append(i)
+                for window in part_windows(parts[i]):
+                    texts.append(window)
+                    owners.append(i)
             matrix = self._text_matrix(texts)
             fresh: dict[int, np.ndarray] = {}
             for k, owner in enumerate(owners):

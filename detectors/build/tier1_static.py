@@ -36,7 +36,7 @@ from detectors.build.datasets import BENIGN_SOURCES, FAMILIES, SCREENED_BENIGN_S
 from detectors.build.static_vectors import build_static_table
 from detectors.featurize import Featurizer, StaticTable
 from detectors.speed import measure
-from detectors.text import json_text_fields, normalize_for_classifier
+from detectors.text import normalize_for_classifier
 from detectors.tier1_classifier import (
     HARMFUL_CATEGORY,
     META_FILE,
@@ -44,6 +44,7 @@ from detectors.tier1_classifier import (
     TABLE_FILE,
     TIER1_CATEGORY,
     StaticTier1,
+    part_windows,
     windows,
 )
 
@@ -146,17 +147,22 @@ def make_rows(splits: Sequence[LabelledSplit], featurize: Callable[[list[str]], 
     )  # fmt: skip
 
 
-def composite_rows(split: LabelledSplit, filler: Sequence[str], featurize: Callable[[list[str]], np.ndarray]) -> Rows:
+def composite_rows(
+    split: LabelledSplit, filler: Sequence[str], featurize: Callable[[list[str]], np.ndarray]
+) -> Rows | None:
     """Windows of long documents composed from `split` (see `detectors.build.composites`): benign
-    windows are negatives of both heads; a buried attack's windows are positives of its head."""
+    windows are negatives of both heads; a buried attack's windows are positives of its head.
+    None when the split yields no documents."""
     found = composite_windows(split, filler)
+    if not found.texts:
+        return None
     base = WEIGHTS.get(split.source, SOURCES[split.source].weight) * COMPOSITE_WEIGHT
-    per_doc = np.bincount(found.doc) if found.doc else np.zeros(0, dtype=int)
+    per_doc = np.bincount(found.doc)
     labels = np.asarray(found.labels, dtype=int)
     harmful_task = split.task == "harmful"
     return Rows(
-        featurize(found.texts) if found.texts else np.zeros((0, featurize(["x"]).shape[1]), dtype=np.float32),
-        np.where(labels == 1, -1 if harmful_task else 1, 0) if len(labels) else labels,
+        featurize(found.texts),
+        np.where(labels == 1, -1 if harmful_task else 1, 0),
         labels * harmful_task,
         np.asarray([FAMILY_NAMES.index(f) if f in FAMILY_NAMES else -1 for f in found.families], dtype=int),
         np.asarray([base / per_doc[d] for d in found.doc], dtype=np.float32),
@@ -176,7 +182,7 @@ def with_composites(
         filler = [t for name in BENIGN_SOURCES for t in data[name][split].texts]
         for name, by_split in data.items():
             extra = composite_rows(by_split[split], filler, featurize)
-            if len(extra.x):
+            if extra is not None:
                 rows[name][split + COMPOSITES] = extra
     return rows
 
@@ -674,8 +680,7 @@ def json_fields(
     results = [t for t in data["tool-outputs"]["test"].texts if t.lstrip().startswith("{")]
 
     def routed(texts: list[str]) -> float:
-        windows_of = [[w for piece in (t, *json_text_fields(t)) for w in windows(normalize_for_classifier(piece))]
-                      for t in texts]  # fmt: skip
+        windows_of = [part_windows(t) for t in texts]
         flat = [w for ws in windows_of for w in ws]
         owner = np.repeat(np.arange(len(texts)), [len(ws) for ws in windows_of])
         scores = probabilities(trained.model, featurize(flat))

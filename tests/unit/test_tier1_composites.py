@@ -55,6 +55,7 @@ def test_a_document_with_a_buried_attack_counts_as_positive_when_thresholds_are_
 def test_composite_rows_label_both_heads_and_split_each_documents_weight():
     split = LabelledSplit("advbench", "train", [ATTACK] * 8, [1] * 8, task="harmful")
     rows = T.composite_rows(split, BENIGN, lambda texts: np.zeros((len(texts), 3), np.float32))
+    assert rows is not None
     positive = rows.harmful == 1
     assert positive.any() and (rows.attack[positive] == -1).all()  # a harmful request: the harmful head only
     assert (rows.attack[~positive] == 0).all() and (rows.harmful[~positive] == 0).all()  # filler: benign to both
